@@ -1,0 +1,46 @@
+# rcollapse: `make demo` and `make test` work on a fresh machine (they install first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of PyTorch. pyproject.toml asks for torch>=2.13,<2.15, which this wheel
+# satisfies, so the project install below adds no second (multi-GB CUDA) build. On a GPU
+# machine: `make install TORCH_SPEC='torch==2.14.1'` (or install torch yourself first).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.rcollapse-installed
+PYTEST_WORKERS ?= 2
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+DEMO_UTILITIES ?= x,x_inv,log,logsigmoid,adaptive
+
+.PHONY: help install demo test test-full bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install the project with its dev extras (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install  ## the default job as a multirun over five utilities, then the comparison table
+	$(PY) run.py -m utility=$(DEMO_UTILITIES) hydra.sweep.dir=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S) \
+	  && $(PY) -m rcollapse.report $$(ls -d outputs/demo/*/ | tail -n 1)
+
+test: install  ## the fast test suite (what CI runs)
+	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
+
+test-full: install  ## every test, the slow ones too
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+bench: install  ## benchmarks: ratios measured side by side in one run
+	$(PY) -m benchmarks.grouped_vs_pair_forward
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check .
+
+clean:  ## remove the venv and caches (outputs/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

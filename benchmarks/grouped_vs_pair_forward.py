@@ -1,0 +1,119 @@
+"""Grouped forward vs pair-expanded forward for the ranking loss: time per epoch, side by side.
+
+Grouped (this project): each prompt's n completions are encoded once per step and all
+n(n−1)/2 pairs are formed by index. Pair-expanded (TRL's RewardTrainer, the paper's trainer):
+each pair's two sequences are encoded separately, 2·n(n−1)/2 encodings per prompt.
+Both compute the same loss on the same model, data and utility; we time full training
+epochs (forward, backward, optimiser step), alternating the two so that machine noise hits
+both alike, and print the ratio of the medians.
+
+    python -m benchmarks.grouped_vs_pair_forward [--prompts 32] [--repeats 3] [--sizes tiny,small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rcollapse.data.ranking_collator import RankingCollator
+from rcollapse.data.sources import LengthOfflineSource
+from rcollapse.models.reward_model import RewardModel
+from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
+from rcollapse.ranking_objective import pad_groups, ranking_loss
+from rcollapse.utilities import LogSigmoidUtility
+
+SIZES = {
+    "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128),
+    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+}
+
+
+def grouped_step(model, batch, utility) -> torch.Tensor:
+    out = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    rewards, mask = pad_groups(torch.sigmoid(out.scores[:, 0]), batch["group_sizes"])
+    return ranking_loss(rewards, mask, batch["openness"], utility)
+
+
+def pair_expanded_batch(batch) -> dict:
+    """Re-lay a grouped batch as (chosen, rejected) sequences, one pair per row, as TRL does."""
+    offsets = torch.cumsum(batch["group_sizes"], 0) - batch["group_sizes"]
+    chosen, rejected, prompt_of_pair = [], [], []
+    for p, (start, n) in enumerate(zip(offsets.tolist(), batch["group_sizes"].tolist())):
+        for i in range(n):
+            for j in range(i + 1, n):
+                chosen.append(start + i)
+                rejected.append(start + j)
+                prompt_of_pair.append(p)
+    index = torch.tensor(chosen + rejected)
+    expanded = {k: batch[k][index] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    expanded["num_pairs"] = len(chosen)
+    expanded["prompt_of_pair"] = torch.tensor(prompt_of_pair)
+    expanded["openness"] = batch["openness"]
+    return expanded
+
+
+def pair_expanded_step(model, expanded, utility) -> torch.Tensor:
+    out = model(expanded["input_ids"], expanded["attention_mask"], expanded.get("token_type_ids"))
+    r = torch.sigmoid(out.scores[:, 0])
+    k = expanded["num_pairs"]
+    values = utility(r[:k] - r[k:])
+    num_prompts = expanded["openness"].numel()
+    per_prompt = torch.zeros(num_prompts).index_add(0, expanded["prompt_of_pair"], values)
+    counts = torch.bincount(expanded["prompt_of_pair"], minlength=num_prompts).clamp_min(1)
+    return -(per_prompt / counts).mean()
+
+
+def time_epoch(model, optimizer, batches, step_fn, utility) -> float:
+    start = time.perf_counter()
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = step_fn(model, batch, utility)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=32, help="prompts per epoch (8 completions each)")
+    parser.add_argument("--batch-prompts", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="tiny,small")
+    parser.add_argument("--max-length", type=int, default=128)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    tokenizer = build_tiny_tokenizer()
+    rows = LengthOfflineSource(num_train=args.prompts, num_test=1, seed=0).load()["train"]
+    collate = RankingCollator(tokenizer, max_length=args.max_length)
+    batches = [collate(rows[i:i + args.batch_prompts]) for i in range(0, len(rows), args.batch_prompts)]
+    expanded = [pair_expanded_batch(b) for b in batches]
+    utility = LogSigmoidUtility(scale=4.0)
+    seqs = sum(int(b["group_sizes"].sum()) for b in batches)
+    pair_seqs = sum(int(e["input_ids"].size(0)) for e in expanded)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(rows)} prompts x 8 "
+          f"completions per epoch; grouped encodes {seqs} sequences, pair-expanded {pair_seqs}")
+    print(f"{'model':<8}{'params':>10}{'grouped s/epoch':>18}{'pairs s/epoch':>16}{'ratio':>8}")
+    for size in args.sizes.split(","):
+        model = RewardModel(build_tiny_encoder(tokenizer, **SIZES[size]))
+        with torch.no_grad():  # the same loss both ways, on the same weights
+            a = grouped_step(model.eval(), batches[0], utility)
+            b = pair_expanded_step(model, expanded[0], utility)
+        assert torch.allclose(a, b, atol=1e-5), (a, b)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        grouped, paired = [], []
+        time_epoch(model, optimizer, batches[:1], grouped_step, utility)  # warm-up
+        for _ in range(args.repeats):
+            grouped.append(time_epoch(model, optimizer, batches, grouped_step, utility))
+            paired.append(time_epoch(model, optimizer, expanded, pair_expanded_step, utility))
+        g, p = statistics.median(grouped), statistics.median(paired)
+        params = sum(t.numel() for t in model.parameters())
+        print(f"{size:<8}{params:>10,}{g:>18.3f}{p:>16.3f}{p / g:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()

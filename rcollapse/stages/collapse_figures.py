@@ -1,0 +1,72 @@
+"""Saves the collapse figures and reward vectors beside the run's numbers, and logs them to W&B.
+
+Paper Fig. 3 (final reward by rank, open vs closed, per evaluation split) and Fig. 4 (the
+profiles over training, one curve per validation).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.loggers import WandbLogger
+
+from rcollapse.analysis.collapse_plots import plot_rewards_by_rank, plot_rewards_over_training
+
+
+class CollapseFiguresCallback(L.Callback):
+    def __init__(self, output_dir: str, title: str = ""):
+        self.output_dir = Path(output_dir)
+        self.title = title
+        self.history: list[tuple[int, list[np.ndarray], np.ndarray]] = []
+
+    # The module fills ``eval_rewards`` in its *_step hooks; callbacks' epoch-end hooks run
+    # before the module's, so the vectors of the finished epoch are all there.
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        collected = pl_module.eval_rewards.get("val")
+        if collected:
+            vectors = [v for v, _ in collected]
+            self.history.append((trainer.global_step, vectors, np.array([o for _, o in collected])))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.history:
+            return
+        path = plot_rewards_over_training(
+            self.history, self.output_dir / "figures" / "rewards_over_training.png",
+            title=f"{self.title} (test prompts over training)".strip(),
+        )
+        history = [
+            {"step": step, "rewards": [v.tolist() for v in vecs], "openness": op.tolist()}
+            for step, vecs, op in self.history
+        ]
+        (self.output_dir / "reward_history.json").write_text(json.dumps(history))
+        self._log_images(trainer, {"rm/figures/rewards_over_training": path})
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        images = {}
+        for split, collected in pl_module.eval_rewards.items():
+            if split == "val" or not collected:
+                continue
+            vectors = [v for v, _ in collected]
+            openness = np.array([o for _, o in collected])
+            path = plot_rewards_by_rank(
+                vectors, openness, self.output_dir / "figures" / f"rewards_by_rank_{split}.png",
+                title=f"{self.title} ({split} prompts)".strip(),
+            )
+            images[f"rm/figures/rewards_by_rank_{split}"] = path
+            payload = {"rewards": [v.tolist() for v in vectors], "openness": openness.tolist()}
+            (self.output_dir / f"rewards_{split}.json").write_text(json.dumps(payload))
+        self._log_images(trainer, images)
+
+    @staticmethod
+    def _log_images(trainer: L.Trainer, images: dict[str, Path]) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                for key, path in images.items():
+                    logger.log_image(key=key, images=[str(path)])

@@ -1,0 +1,120 @@
+"""Stage 1: a ranking reward model trained with a pluggable utility ``U`` (reward collapse).
+
+``R(x, y) = sigmoid(f_θ(x, y))``; every completion of a prompt is encoded once per step, all
+``i < j`` pairs of a prompt come from that one forward by index, and the utility is chosen per
+prompt (prompt-aware utilities get each prompt's openness). Loss: the negative of the paper's
+eq. (1)/(4), averaged within each prompt then across prompts (``rcollapse.ranking_objective``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+
+from rcollapse.analysis.collapse_metrics import collapse_metrics
+from rcollapse.ranking_objective import pad_groups, pair_accuracy, ranking_loss
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class RankingRewardModule(L.LightningModule):
+    def __init__(
+        self,
+        reward_model: torch.nn.Module,
+        utility: Callable,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        warmup_ratio: float = 0.1,
+        test_split_names: tuple[str, ...] = ("test", "train"),
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["reward_model", "utility", "optimizer"])
+        self.reward_model = reward_model
+        self.utility = utility
+        self.optimizer_factory = optimizer
+        self.warmup_ratio = warmup_ratio
+        self.test_split_names = tuple(test_split_names)
+        # Per-prompt reward vectors collected during evaluation: {split: [(vector, openness)]}.
+        self.eval_rewards: dict[str, list[tuple[np.ndarray, float]]] = {}
+
+    # ---- the forward: one pass over all B·n completions -------------------------------------
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rewards ``R = sigmoid(head)`` laid out [B, n_max] (best first) and the validity mask."""
+        out = self.reward_model(
+            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        )
+        rewards = torch.sigmoid(out.scores[:, 0])
+        return pad_groups(rewards, batch["group_sizes"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        rewards, mask = self(batch)
+        loss = ranking_loss(rewards, mask, batch["openness"], self.utility)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"rm/train/loss is {loss.item()} at global step {self.global_step} "
+                f"(batch of rows {batch['row_ids']}). The last checkpoint is in the run's "
+                f"checkpoints/ folder; lower model.lr, check these rows, or raise utility.eps."
+            )
+        batch_size = rewards.size(0)
+        self.log("rm/train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("rm/train/pair_acc", pair_accuracy(rewards.detach(), mask), batch_size=batch_size)
+        return loss
+
+    # ---- evaluation: collect every prompt's reward vector ------------------------------------
+    def _collect(self, split: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rewards, mask = self(batch)
+        loss = ranking_loss(rewards, mask, batch["openness"], self.utility)
+        bucket = self.eval_rewards.setdefault(split, [])
+        for row, row_mask, openness in zip(rewards.float().cpu(), mask.cpu(), batch["openness"].cpu()):
+            bucket.append((row[row_mask].numpy().copy(), float(openness)))
+        return rewards, mask, loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.eval_rewards.pop("val", None)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        rewards, _, loss = self._collect("val", batch)
+        self.log("rm/val/loss", loss, batch_size=rewards.size(0))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_collapse("val", "rm/val")
+
+    def on_test_epoch_start(self) -> None:
+        for name in self.test_split_names:
+            self.eval_rewards.pop(name, None)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.test_split_names[dataloader_idx]
+        rewards, mask, loss = self._collect(split, batch)
+        self.log(f"rm/{split}/eval_loss", loss, batch_size=rewards.size(0), add_dataloader_idx=False)
+
+    def on_test_epoch_end(self) -> None:
+        for split in self.test_split_names:
+            self._log_collapse(split, f"rm/{split}")
+
+    def _log_collapse(self, split: str, prefix: str) -> None:
+        collected = self.eval_rewards.get(split)
+        if not collected:
+            return
+        vectors = [v for v, _ in collected]
+        openness = np.array([o for _, o in collected])
+        metrics = collapse_metrics(vectors, openness, prefix)
+        # pair_acc (rm/val/pair_acc, …) is computed over every prompt of the split here.
+        self.log_dict({k: float(v) for k, v in metrics.items()}, add_dataloader_idx=False)
+        self.log(f"{prefix}/pair_acc", metrics[f"{prefix}/pair_acc"], prog_bar=split == "val")
+
+    # ---- optimisation: AdamW-style partial + linear warm-up ------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(self.warmup_ratio * total))
+
+        def warmup_then_constant(step: int) -> float:
+            return min(1.0, (step + 1) / warmup)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,44 @@
+"""Builds the ranking reward stage from the config and runs it: fit, then test on test/train prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+
+from rcollapse.stages.collapse_figures import CollapseFiguresCallback
+from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
+
+
+def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    tokenizer = instantiate(cfg.model.tokenizer)
+    backbone = instantiate(cfg.model.backbone, tokenizer=tokenizer)
+    reward_model = instantiate(cfg.model.reward_model, backbone=backbone)
+    utility = instantiate(cfg.utility)
+    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
+    module = instantiate(
+        cfg.stage.module,
+        reward_model=reward_model,
+        utility=utility,
+        test_split_names=list(datamodule.test_split_names),
+    )
+    tokenizer.save_pretrained(str(output_dir / "tokenizer"))
+
+    checkpoints = ModelCheckpoint(
+        dirpath=str(output_dir / "checkpoints"),
+        filename="step{step:06d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=cfg.stage.checkpoint_every_n_steps,
+        save_top_k=1,
+        save_last=True,
+    )
+    title = f"utility={cfg.utility.get('name', cfg.utility._target_.rsplit('.', 1)[-1])}"
+    callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title)]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, output_dir))
+    fit_metrics = dict(trainer.callback_metrics)
+    trainer.test(module, datamodule=datamodule)
+    return final_metrics(fit_metrics, trainer.callback_metrics)

@@ -1,0 +1,43 @@
+"""What every training stage shares: loggers, checkpoint resolution, the final metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """The logger group's object(s); ``logger: null`` (or ``logger=none``) logs nowhere."""
+    if cfg.get("logger") is None:
+        return []
+    logger = instantiate(cfg.logger)
+    return list(logger) if isinstance(logger, list | tuple) else [logger]
+
+
+def resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``ckpt_path``: null (fresh run), a checkpoint file, or ``last`` (this run dir's last.ckpt)."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, "", "null"):
+        return None
+    if ckpt == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(ckpt).exists():
+        raise FileNotFoundError(f"ckpt_path={ckpt!r} does not exist")
+    return str(ckpt)
+
+
+def final_metrics(*metric_dicts) -> dict[str, float]:
+    """Merge Lightning's callback_metrics snapshots into flat ``{key: float}`` (later wins)."""
+    merged: dict[str, float] = {}
+    for metrics in metric_dicts:
+        for key, value in metrics.items():
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    continue
+                value = value.item()
+            merged[key] = float(value)
+    return dict(sorted(merged.items()))
