@@ -104,8 +104,9 @@ class RankingRewardModule(L.LightningModule):
         openness = np.array([o for _, o in collected])
         metrics = collapse_metrics(vectors, openness, prefix)
         # pair_acc (rm/val/pair_acc, …) is computed over every prompt of the split here.
-        self.log_dict({k: float(v) for k, v in metrics.items()}, add_dataloader_idx=False)
-        self.log(f"{prefix}/pair_acc", metrics[f"{prefix}/pair_acc"], prog_bar=split == "val")
+        pair_acc = metrics.pop(f"{prefix}/pair_acc")
+        self.log(f"{prefix}/pair_acc", pair_acc, prog_bar=split == "val", add_dataloader_idx=False)
+        self.log_dict(metrics, add_dataloader_idx=False)
 
     # ---- optimisation: AdamW-style partial + linear warm-up ------------------------------------
     def configure_optimizers(self):
