@@ -8,7 +8,9 @@ it), ``status.json`` (running → completed | failed, with the traceback), ``met
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import traceback
 from pathlib import Path
 
@@ -25,12 +27,23 @@ def _write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def _finish_wandb(exit_code: int) -> None:
+    """Close the W&B run (if any) so that the jobs of a multirun never merge into one run."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
+        if os.environ.get("WANDB_MODE") == "offline":
+            print("W&B run saved offline; upload it with `wandb sync <run dir>/wandb/offline-run-*`")
+
+
 def run(cfg: DictConfig) -> float | None:
     """Run ``cfg.stage`` and return ``cfg.optimized_metric`` (for Hydra sweepers), if set."""
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")
+    # Lightning has its own console handler; without this, Hydra's root handler prints it twice.
+    logging.getLogger("lightning.pytorch").propagate = False
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     status_path = output_dir / "status.json"
     _write_json(status_path, {"status": "running", "stage": cfg.stage.name})
@@ -45,7 +58,9 @@ def run(cfg: DictConfig) -> float | None:
             "error": f"{type(err).__name__}: {err}",
             "traceback": traceback.format_exc(),
         })
+        _finish_wandb(exit_code=1)
         raise
+    _finish_wandb(exit_code=0)
     _write_json(output_dir / "metrics.json", metrics)
     _write_json(status_path, {"status": "completed", "stage": cfg.stage.name})
     key = cfg.get("optimized_metric")

@@ -6,15 +6,23 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    """The logger group's object(s); ``logger: null`` (or ``logger=none``) logs nowhere."""
+    """The logger group's object(s), each given the whole resolved config as hyperparameters.
+
+    ``logger: null`` logs nowhere.
+    """
     if cfg.get("logger") is None:
         return []
     logger = instantiate(cfg.logger)
-    return list(logger) if isinstance(logger, list | tuple) else [logger]
+    loggers = list(logger) if isinstance(logger, list | tuple) else [logger]
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    for each in loggers:
+        each.log_hyperparams(resolved)
+    return loggers
 
 
 def resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:

@@ -21,6 +21,7 @@ FAST_TRAINING = [
     "dataset.datamodule.batch_size=4",
     "dataset.datamodule.train_probe_size=4",
     "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=2",
 ]
 
 

@@ -23,14 +23,15 @@ class MalformedRowError(ValueError):
     """A raw ranking row cannot be used; the message names the source, the row and the problem."""
 
 
-def validate_ranking_row(raw: Mapping, index: int, source: str) -> RankingRow:
+def validate_ranking_row(raw: Mapping, index: int, source: str, unit: str = "row") -> RankingRow:
     """Check one raw row and return it with completions sorted best-first.
 
     A raw row has ``prompt`` (str), ``completions`` (list of str), optionally ``ranking`` (the
     rank of each completion, 0 = best; without it the completions are best-first already),
     ``openness`` (a number in [−1, 1]) or ``type`` ("open"/"closed"), and optionally ``id``.
+    Errors name ``{source}, {unit} {index}`` (e.g. a file's line number) and the row's id.
     """
-    where = f"{source}, row {index}"
+    where = f"{source}, {unit} {index}"
     if not isinstance(raw, Mapping):
         raise MalformedRowError(f"{where}: expected a mapping with prompt/completions, got {type(raw).__name__}")
     if raw.get("id") is not None:

@@ -52,7 +52,7 @@ def read_jsonl_rows(path: Path) -> list[RankingRow]:
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
                 raise MalformedRowError(f"{path}, line {line_no}: not valid JSON ({err.msg})") from err
-            rows.append(validate_ranking_row(raw, line_no, f"{path}, line"))
+            rows.append(validate_ranking_row(raw, line_no, str(path), unit="line"))
     return rows
 
 

@@ -13,6 +13,15 @@ from rcollapse.stages.collapse_figures import CollapseFiguresCallback
 from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
 
 
+def utility_label(cfg: DictConfig) -> str:
+    """The utility's config choice (e.g. ``x_inv``) when run through Hydra, else its class."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get("utility"))
+    return cfg.utility._target_.rsplit(".", 1)[-1]
+
+
 def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     tokenizer = instantiate(cfg.model.tokenizer)
     backbone = instantiate(cfg.model.backbone, tokenizer=tokenizer)
@@ -35,10 +44,24 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         save_top_k=1,
         save_last=True,
     )
-    title = f"utility={cfg.utility.get('name', cfg.utility._target_.rsplit('.', 1)[-1])}"
+    title = f"utility={utility_label(cfg)}"
     callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, output_dir))
     fit_metrics = dict(trainer.callback_metrics)
-    trainer.test(module, datamodule=datamodule)
-    return final_metrics(fit_metrics, trainer.callback_metrics)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    metrics = final_metrics(fit_metrics, trainer.callback_metrics)
+    print_summary(metrics, output_dir)
+    return metrics
+
+
+SUMMARY_KEYS = (
+    "rm/val/pair_acc", "rm/test/pair_acc", "rm/test/open_closed_distance", "rm/train/open_closed_distance",
+    "rm/test/open_w1_uniform", "rm/test/closed_w1_two_point",
+)
+
+
+def print_summary(metrics: dict[str, float], output_dir: Path) -> None:
+    width = max(len(k) for k in SUMMARY_KEYS)
+    lines = [f"  {k:<{width}}  {metrics[k]:.4f}" for k in SUMMARY_KEYS if k in metrics]
+    print("\n".join(["", f"reward stage finished; outputs in {output_dir}", *lines, ""]))

@@ -1,0 +1,21 @@
+"""logger=wandb gives an offline W&B run holding the config, the metrics and the figures."""
+
+from rcollapse.pipeline import run
+from tests.conftest import FAST_TRAINING, compose_config
+from tests.wandb_records import run_contents
+
+
+def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):
+    cfg = compose_config(["logger=wandb", "utility=adaptive", *FAST_TRAINING], tmp_path)
+    run(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "one offline run per job"
+    contents = run_contents(next(runs[0].glob("run-*.wandb")))
+    assert {"utility", "model", "dataset", "trainer", "seed"} <= contents["config"]
+    logged = contents["history"] | contents["summary"]
+    logged |= {key.rsplit("/", 1)[0] for key in logged if key.endswith("/_type")}  # images
+    for key in ("rm/train/loss", "rm/val/pair_acc", "rm/test/open_closed_distance",
+                "rm/figures/rewards_by_rank_test", "rm/figures/rewards_over_training"):
+        assert key in logged, key
+    images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+    assert len(images) >= 3
