@@ -6,18 +6,18 @@ prompt-aware form (eq. (4)) lets ``U`` depend on the prompt. ``U`` is increasing
 continuous extension below 0. The shifted forms and linear (C¹ at 0) extensions follow the
 paper's code and Appendix A.1, with ε = 0.1 by default:
 
-=============================  ==========================  ==================  ====================
-class (config name)            U(x), x > 0                 U(x), x ≤ 0         limit, un-shifted U
-=============================  ==========================  ==================  ====================
-LinearUtility (``x``)          x                           x                   ½ δ₀ + ½ δ₁
-LogUtility (``log``)           log(x+ε) − log ε            x/ε                 Beta(½, ½)
-InverseUtility (``x_inv``)     1/ε − 1/(x+ε)               x/ε²                Uniform(0, 1)
-PowerUtility (class 1)         (x+ε)^γ − ε^γ, 0<γ<1        γ ε^{γ−1} x         Beta((1−γ)/2, (1−γ)/2)
-NegPowerUtility (class 2)      ε^{−γ} − (x+ε)^{−γ}, γ>0    γ ε^{−γ−1} x        Beta((1+γ)/2, (1+γ)/2)
-LogSigmoidUtility              log sigmoid(scale·x)        same                masses at 0 and 1
-SquareUtility (``x2``)         (x+ε)² − ε² (convex)        2ε x                outside the theory
-BoxCoxUtility (beyond paper)   ((x+ε)^γ − ε^γ)/γ           ε^{γ−1} x           Beta((1−γ)/2, (1−γ)/2)
-=============================  ==========================  ==================  ====================
+==========================  ========================  ============  ======================
+class (config name)         U(x), x > 0               U(x), x ≤ 0   limit (un-shifted U)
+==========================  ========================  ============  ======================
+LinearUtility (``x``)       x                         x             ½ δ₀ + ½ δ₁
+LogUtility (``log``)        log(x+ε) − log ε          x/ε           Beta(½, ½)
+InverseUtility (``x_inv``)  1/ε − 1/(x+ε)             x/ε²          Uniform(0, 1)
+PowerUtility (class 1)      (x+ε)^γ − ε^γ, 0<γ<1      γ ε^{γ−1} x   Beta((1−γ)/2, (1−γ)/2)
+NegPowerUtility (class 2)   ε^{−γ} − (x+ε)^{−γ}, γ>0  γ ε^{−γ−1} x  Beta((1+γ)/2, (1+γ)/2)
+LogSigmoidUtility           log sigmoid(scale·x)      same          masses at 0 and 1
+SquareUtility (``x2``)      (x+ε)² − ε² (convex)      2ε x          outside the theory
+BoxCoxUtility (new)         ((x+ε)^γ − ε^γ)/γ         ε^{γ−1} x     Beta((1−γ)/2, (1−γ)/2)
+==========================  ========================  ============  ======================
 
 (NegPower's limit is uniform for γ ≥ 1.) The prompt-aware ``AdaptiveUtility`` (eq. (4)) picks
 one fixed utility per prompt type; ``BoxCoxOpenEndednessUtility`` moves γ continuously with a
@@ -236,7 +236,9 @@ class NegPowerUtility(Utility):
     def __init__(self, gamma: float, eps: float = 0.1):
         gamma = _number(gamma, "utility.gamma")
         if not (gamma > 0 and math.isfinite(gamma)):
-            raise ValueError(f"utility.gamma must be a finite number > 0 for the neg_power utility, got {gamma}")
+            raise ValueError(
+                f"utility.gamma must be a finite number > 0 for the neg_power utility, got {gamma}"
+            )
         self.gamma = gamma
         self.eps = _check_eps(eps)
 
@@ -313,7 +315,8 @@ def _box_cox(x: torch.Tensor, gamma: torch.Tensor, eps: float) -> torch.Tensor:
         safe = torch.where(x > 0, x, torch.ones_like(x))
         log_x = torch.log(safe)
         positive = torch.where(is_log, log_x, torch.expm1(safe_gamma * log_x) / safe_gamma)
-        at_zero = torch.where(gamma > _LOG_GAMMA_TOL, -1.0 / safe_gamma, torch.full_like(gamma, -math.inf))
+        minus_inf = torch.full_like(gamma, -math.inf)
+        at_zero = torch.where(gamma > _LOG_GAMMA_TOL, -1.0 / safe_gamma, minus_inf)
         rest = torch.where(x == 0, at_zero, torch.full_like(x, -math.inf))
         out = torch.where(x > 0, positive, rest)
     return out.to(out_dtype)
@@ -327,7 +330,7 @@ def _check_box_cox_gamma(value, key: str) -> float:
 
 
 class BoxCoxUtility(Utility):
-    """Fixed Box–Cox utility ``U_γ(x) = ((x+ε)^γ − ε^γ)/γ`` for x > 0, −1 ≤ γ < 1 (beyond the paper).
+    """Fixed Box–Cox utility ``U_γ(x) = ((x+ε)^γ − ε^γ)/γ``, x > 0, −1 ≤ γ < 1 (beyond the paper).
 
     At γ = 0 (|γ| < 1e-6) it is ``log(x+ε) − log ε``; below 0 the tangent line ``ε^{γ−1} x``
     (C¹ at 0). γ > 0 is ``PowerUtility(γ)/γ``, γ < 0 is ``NegPowerUtility(−γ)/(−γ)``, γ = 0 is
@@ -389,9 +392,12 @@ class AdaptiveUtility(Utility):
         threshold: float = 0.0,
         eps: float = 0.1,
     ):
-        for key, sub in (("utility.open_utility", open_utility), ("utility.closed_utility", closed_utility)):
+        subs = (("utility.open_utility", open_utility), ("utility.closed_utility", closed_utility))
+        for key, sub in subs:
             if not isinstance(sub, Utility):
-                raise ValueError(f"{key} must be a Utility object, got {type(sub).__name__}: {sub!r}")
+                raise ValueError(
+                    f"{key} must be a Utility object, got {type(sub).__name__}: {sub!r}"
+                )
             if sub.prompt_aware:
                 raise ValueError(f"{key} must be a fixed (not prompt-aware) utility, got {sub!r}")
         threshold = _number(threshold, "utility.threshold")
@@ -405,7 +411,8 @@ class AdaptiveUtility(Utility):
     def __call__(self, diff, openness=None):
         diff = _as_float(diff)
         openness = _openness_like(openness, diff, diff.dtype)
-        return torch.where(openness > self.threshold, self.open_utility(diff), self.closed_utility(diff))
+        is_open = openness > self.threshold
+        return torch.where(is_open, self.open_utility(diff), self.closed_utility(diff))
 
     def for_openness(self, openness: float) -> Utility:
         return self.open_utility if float(openness) > self.threshold else self.closed_utility

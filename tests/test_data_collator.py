@@ -19,7 +19,7 @@ class CountingTokenizer:
 
 
 def test_varying_group_sizes_one_tokenizer_call_best_first():
-    tok = CountingTokenizer(build_tiny_tokenizer(vocab_size=512))
+    tok = CountingTokenizer(build_tiny_tokenizer())
     rows = [
         RankingRow("a", "first prompt", ("one", "two"), 1.0),
         RankingRow("b", "second prompt", ("x y z", "x y", "x"), -1.0),
@@ -37,7 +37,7 @@ def test_varying_group_sizes_one_tokenizer_call_best_first():
 
 
 def test_datamodule_loaders():
-    tok = build_tiny_tokenizer(vocab_size=512)
+    tok = build_tiny_tokenizer()
     dm = RankingDataModule(LengthOfflineSource(num_train=12, num_test=4), tok, batch_size=3,
                            eval_batch_size=4, max_length=64, train_probe_size=5)
     dm.setup()

@@ -12,14 +12,14 @@ from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokeniz
 
 
 def test_tiny_tokenizer_is_deterministic_and_covers_any_text():
-    a, b = build_tiny_tokenizer(vocab_size=512), build_tiny_tokenizer(vocab_size=512)
+    a, b = build_tiny_tokenizer(), build_tiny_tokenizer()
     text = "Quizzical zebras, 42 of them!"
     assert a(text)["input_ids"] == b(text)["input_ids"]
     assert a.unk_token_id not in a(text)["input_ids"]
 
 
 def test_reward_model_heads_mean_and_sample_variance():
-    tok = build_tiny_tokenizer(vocab_size=512)
+    tok = build_tiny_tokenizer()
     model = RewardModel(build_tiny_encoder(tok), num_heads=5)
     batch = tok(["x y z", "a b"], return_tensors="pt", padding=True)
     out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])

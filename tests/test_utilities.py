@@ -106,7 +106,7 @@ def test_gradients_are_finite_everywhere(name, dtype):
     (g,) = torch.autograd.grad(values.sum(), x)
     assert torch.isfinite(values).all()
     assert torch.isfinite(g).all()
-    assert torch.all(g > 0)
+    assert torch.all(g[: GRID.numel()] > 0)  # (logsigmoid's gradient underflows at x = 50)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -307,7 +307,8 @@ def test_readable_repr():
     assert repr(PowerUtility(0.5)) == "PowerUtility(gamma=0.5, eps=0.1)"
     assert repr(LogSigmoidUtility()) == "LogSigmoidUtility(scale=4.0, eps=0.1)"
     assert "InverseUtility(eps=0.1)" in repr(AdaptiveUtility(InverseUtility(), LinearUtility()))
-    assert repr(BoxCoxOpenEndednessUtility()).startswith("BoxCoxOpenEndednessUtility(gamma_closed=0.9")
+    text = repr(BoxCoxOpenEndednessUtility())
+    assert text == "BoxCoxOpenEndednessUtility(gamma_closed=0.9, gamma_open=-1.0, eps=0.1)"
 
 
 @pytest.mark.parametrize(

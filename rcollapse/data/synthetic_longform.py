@@ -26,6 +26,8 @@ _TEMPLATES = (
     "Compare the {n1} with the {n2}.",
     "Give advice to someone who studies {n1}.",
 )
+# The plain English words of the templates, for tokenizers that should know them.
+TEMPLATE_WORDS = tuple(sorted({w.strip(".?,").lower() for t in _TEMPLATES for w in t.split() if "{" not in w}))
 
 
 def lexicon(seed: int = 0, size: int = 600) -> list[str]:

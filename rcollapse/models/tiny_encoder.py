@@ -5,36 +5,45 @@ from __future__ import annotations
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def build_tiny_tokenizer(vocab_size: int = 2048, corpus_size: int = 400, seed: int = 0):
-    """A WordPiece tokenizer trained on the project's synthetic corpus (deterministic).
-
-    Every ASCII character is in the alphabet, so any text tokenises without ``[UNK]``; words of
-    the synthetic corpus are mostly whole tokens, so a completion of L words is about L tokens.
-    """
+def tiny_vocabulary() -> list[str]:
+    """The tiny tokenizer's vocabulary, fixed and ordered: special tokens, every printable ASCII
+    character (alone and as a ``##`` continuation), then the synthetic corpus's words and the
+    English words of its templates and of the length task's suffixes."""
     import string
 
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from rcollapse.data.length_task import CLOSED_SUFFIX, OPEN_SUFFIX
+    from rcollapse.data.synthetic_longform import FUNCTION_WORDS, TEMPLATE_WORDS, lexicon
+
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    words = [*FUNCTION_WORDS, *TEMPLATE_WORDS, *(OPEN_SUFFIX + CLOSED_SUFFIX).lower().replace(".", " ").split()]
+    words += lexicon()
+    vocab = list(SPECIAL_TOKENS) + list(chars) + [f"##{c}" for c in chars]
+    seen = set(vocab)
+    for word in words:
+        if word not in seen:
+            seen.add(word)
+            vocab.append(word)
+    return vocab
+
+
+def build_tiny_tokenizer():
+    """A WordPiece tokenizer over :func:`tiny_vocabulary`: deterministic, built with no training.
+
+    Words of the synthetic corpus are whole tokens, so a completion of L words is about L tokens;
+    any other text falls back to word pieces down to single characters, never ``[UNK]`` for ASCII.
+    The same arguments give the same token ids on every machine, so checkpoints stay valid.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
-
-    texts = [t for pair in generate_instruction_answer_pairs(corpus_size, seed=seed) for t in pair]
-    texts.append(" Write the answer in an open-ended way. Write either a short answer or a long answer.")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    vocab = {token: index for index, token in enumerate(tiny_vocabulary())}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=list(string.ascii_lowercase + string.digits + string.punctuation),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(

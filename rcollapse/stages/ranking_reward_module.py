@@ -32,7 +32,7 @@ class RankingRewardModule(L.LightningModule):
         test_split_names: tuple[str, ...] = ("test", "train"),
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["reward_model", "utility", "optimizer"])
+        self.save_hyperparameters(ignore=["reward_model", "utility", "optimizer", "test_split_names"])
         self.reward_model = reward_model
         self.utility = utility
         self.optimizer_factory = optimizer
