@@ -1,56 +1,106 @@
-"""The sweep report reads a multirun dir: table, seeds grouped, failures listed, CSV and figure."""
+"""The sweep report reads multirun dirs: table, seeds grouped, failures listed, CSV and figure."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from rcollapse.analysis.sweep_report import main
+from rcollapse.analysis.sweep_report import collect_runs, main, summarise, swept_params
 
 
 def make_job(root, num, overrides, metrics=None, status=None):
-    job = root / str(num)
+    job = Path(root) / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "config.yaml").write_text("seed: 0\n")
     if metrics is not None:
         (job / "metrics.json").write_text(json.dumps(metrics))
     if status is not None:
         (job / "status.json").write_text(json.dumps(status))
+    return job
 
 
 def fake_metrics(distance):
-    m = {"rm/test/open_closed_distance": distance, "rm/val/pair_acc": 0.9}
+    m = {"rm/test/open_closed_distance": distance, "rm/val/pair_acc": 0.9,
+         "rm/test/open_w1_uniform": 0.05, "rm/test/closed_w1_two_point": 0.04}
     for k in range(1, 9):
         m[f"rm/test/open_reward_rank{k}"] = 1 - (k - 1) / 7
         m[f"rm/test/closed_reward_rank{k}"] = float(k <= 4)
     return m
 
 
-def test_report_table_seeds_failures_and_files(tmp_path, capsys):
+def make_sweep(root):
     num = 0
     for utility, base in (("x", 0.01), ("x_inv", 0.02), ("adaptive", 0.3)):
         for seed in (0, 1):
-            make_job(tmp_path, num, [f"utility={utility}", f"seed={seed}"], fake_metrics(base + seed * 0.01),
-                     {"status": "completed"})
+            make_job(root, num, [f"utility={utility}", f"seed={seed}", "stage.max_steps=10"],
+                     fake_metrics(base + seed * 0.01), {"status": "completed"})
             num += 1
-    make_job(tmp_path, num, ["utility=log", "seed=0"], status={"status": "failed", "error": "ValueError: boom\nmore"})
-    make_job(tmp_path, num + 1, ["utility=log", "seed=1"])
-    assert main([str(tmp_path)]) == 0
+    make_job(root, num, ["utility=log", "seed=0", "stage.max_steps=10"],
+             status={"status": "failed", "error": "ValueError: boom\nmore", "traceback": "..."})
+    make_job(root, num + 1, ["utility=log", "seed=1", "stage.max_steps=10"])
+    return root
+
+
+def test_collect_runs_and_summarise(tmp_path):
+    df = collect_runs([make_sweep(tmp_path / "multirun")])
+    assert len(df) == 8 and list(df.columns[:5]) == ["run_dir", "utility", "seed", "stage.max_steps", "status"]
+    assert swept_params(df) == ["utility", "seed"]
+    assert df["seed"].tolist()[:2] == ["0", "1"]
+    assert df.set_index("utility").loc["log", "status"].tolist() == ["failed", "incomplete"]
+    assert df.loc[df["status"] == "failed", "error"].item() == "ValueError: boom"
+    table = summarise(df, ["rm/test/open_closed_distance"])
+    row = table.loc["adaptive"]
+    assert row[("rm/test/open_closed_distance", "mean")] == pytest.approx(0.305)
+    assert row[("rm/test/open_closed_distance", "std")] == pytest.approx(0.00707107, rel=1e-5)
+    assert row[("rm/test/open_closed_distance", "n")] == 2
+    assert "log" not in table.index  # no completed run
+
+
+def test_report_table_seeds_failures_and_files(tmp_path, capsys):
+    root = make_sweep(tmp_path / "multirun")
+    assert main([str(root), "--metrics", "rm/test/open_reward_rank1"]) == 0
     out = capsys.readouterr().out
     assert "8 run(s); swept: utility, seed" in out
-    assert "adaptive" in out and "0.31" in out
-    assert "Mean ± std over seeds" in out
-    assert "0.305 ± 0.007071 (n=2)" in out
-    assert "[failed]  ValueError: boom" in out and "[incomplete]" in out
-    df = pd.read_csv(tmp_path / "report.csv")
+    header = next(line for line in out.splitlines() if line.startswith("run "))
+    assert header.split() == ["run", "utility", "seed", "status", "rm/test/open_reward_rank1",
+                              *("rm/test/open_closed_distance rm/test/open_w1_uniform "
+                                "rm/test/closed_w1_two_point rm/val/pair_acc").split()]
+    assert "stage.max_steps" not in header  # not swept
+    assert any(line.split()[:5] == ["5", "adaptive", "1", "completed", "1"] and "0.31" in line
+               for line in out.splitlines())
+    assert "Mean ± std over seeds:" in out
+    adaptive = next(line for line in out.split("Mean ± std over seeds:")[1].splitlines()
+                    if line.startswith("adaptive"))
+    assert "0.305 ± 0.007071 (n=2)" in adaptive and "0.9 ± 0 (n=2)" in adaptive
+    failed = out.split("Failed jobs:")[1]
+    assert "6  [failed]  ValueError: boom" in failed and "more" not in failed.split("\n")[1]
+    assert "Incomplete jobs:" in out and "[incomplete]" in out
+    df = pd.read_csv(root / "report.csv")
     assert len(df) == 8 and set(df["status"]) == {"completed", "failed", "incomplete"}
-    assert (tmp_path / "utility_comparison.png").stat().st_size > 5000
+    assert "rm/test/closed_reward_rank8" in df.columns
+    assert (root / "utility_comparison.png").stat().st_size > 5000
+    assert f"wrote {root / 'report.csv'}" in out and f"wrote {root / 'utility_comparison.png'}" in out
+
+
+def test_out_dir_and_several_dirs(tmp_path, capsys):
+    a = make_job(tmp_path / "sweeps" / "a", 0, ["utility=x"], fake_metrics(0.1))
+    make_job(tmp_path / "sweeps" / "b", 0, ["utility=log"], fake_metrics(0.2))
+    out_dir = tmp_path / "out"
+    assert main([str(a.parent), str(tmp_path / "sweeps" / "b"), "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s); swept: utility" in out and "Mean ± std" not in out
+    assert (out_dir / "report.csv").exists() and (out_dir / "utility_comparison.png").exists()
 
 
 def test_no_runs_exit_code_2(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "No runs found" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing")]) == 2
 
 
 @pytest.mark.parametrize("depth", [0, 2])
@@ -61,3 +111,24 @@ def test_finds_runs_at_any_depth(tmp_path, depth, capsys):
     make_job(root, 0, ["utility=x"], fake_metrics(0.1))
     assert main([str(tmp_path)]) == 0
     assert "1 run(s)" in capsys.readouterr().out
+
+
+def test_single_run_dir(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text("[]\n")
+    (run / "metrics.json").write_text(json.dumps(fake_metrics(0.1)))
+    assert main([str(run)]) == 0
+    assert "1 run(s); swept: nothing" in capsys.readouterr().out
+
+
+def test_module_entry_point(tmp_path):
+    make_job(tmp_path, 0, ["utility=x"], fake_metrics(0.1))
+    done = subprocess.run([sys.executable, "-m", "rcollapse.report", str(tmp_path)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "rcollapse.report", str(empty)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2 and "No runs found" in done.stdout

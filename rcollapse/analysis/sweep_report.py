@@ -1,11 +1,16 @@
-"""The sweep report: a table of every run under one or more multirun dirs, with no W&B needed.
+"""The sweep report: a table of every run under one or more Hydra multirun dirs, no W&B needed.
 
     python -m rcollapse.report DIR [DIR ...] [--metrics KEY ...] [--out DIR]
 
-One row per run (the swept parameters, the status, the chosen final metrics), seeds grouped as
-mean ± std when they vary, failed jobs with their errors; writes ``report.csv`` and the
-comparison figure ``utility_comparison.png`` (open vs closed reward by rank, one panel per run
-or group).
+A run dir is any dir holding ``.hydra/overrides.yaml`` (found recursively, DIR itself included),
+with ``metrics.json`` (flat final metrics) once it succeeded and ``status.json`` (``running`` →
+``completed`` | ``failed``, with the error) written by the pipeline. Status: ``status.json``'s
+word when present, else ``completed`` with metrics and ``incomplete`` without.
+
+Prints one row per run (the swept parameters, status, chosen + default metrics), the seeds
+grouped as mean ± std when ``seed`` varies, and the failed jobs with their errors; writes
+``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
+from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 
 DEFAULT_METRICS = (
@@ -24,141 +31,289 @@ DEFAULT_METRICS = (
     "rm/test/closed_w1_two_point",
     "rm/val/pair_acc",
 )
-_RANK_KEY = re.compile(r"^rm/test/(open|closed)_reward_rank(\d+)$")
+RESERVED = ("run_dir", "status", "error")
+PROFILE_SPLIT = "rm/test"
+_RANK_KEY = re.compile(r"^(?P<prefix>.+)/(?P<kind>open|closed)_reward_rank(?P<k>\d+)$")
 
 
-def find_run_dirs(root: Path) -> list[Path]:
+def _natural_key(text: str) -> list[tuple[int, int | str]]:
+    """Sort key that puts ``2`` before ``10`` and never compares an int with a str."""
+    return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", str(text)) if t]
+
+
+def find_run_dirs(root) -> list[Path]:
     """Dirs holding ``.hydra/overrides.yaml`` under ``root`` (``root`` itself included)."""
     root = Path(root)
-    found = [p.parent.parent for p in root.rglob("overrides.yaml") if p.parent.name == ".hydra"]
-    return sorted(set(found), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+    if not root.is_dir():
+        return []
+    found = {p.parent.parent for p in root.rglob("overrides.yaml") if p.parent.name == ".hydra"}
+    return sorted(found, key=lambda p: _natural_key(str(p)))
 
 
-def _status(run_dir: Path, has_metrics: bool) -> tuple[str, str]:
-    status_file = run_dir / "status.json"
-    if status_file.exists():
-        info = json.loads(status_file.read_text())
-        status = info.get("status", "unknown")
-        if status == "running" and not has_metrics:
-            return "incomplete", ""
-        return status, (info.get("error") or "").splitlines()[0] if info.get("error") else ""
-    return ("completed", "") if has_metrics else ("incomplete", "")
+def _read_json(path: Path) -> tuple[dict | None, str]:
+    """``(payload, problem)``: the JSON object in ``path``, or None and why not."""
+    if not path.exists():
+        return None, ""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return None, f"unreadable {path.name}: {err}"
+    if not isinstance(payload, dict):
+        return None, f"{path.name} holds no JSON object"
+    return payload, ""
 
 
-def collect_runs(dirs) -> "pd.DataFrame":  # noqa: F821
-    import pandas as pd
+def _first_line(text) -> str:
+    lines = [line.strip() for line in str(text or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
-    records = []
+
+def _run_status(run_dir: Path, has_metrics: bool) -> tuple[str, str]:
+    """``(status, first line of the error)`` of one run dir."""
+    info, problem = _read_json(run_dir / "status.json")
+    if info is None:
+        return ("completed" if has_metrics else "incomplete"), problem
+    status = str(info.get("status") or ("completed" if has_metrics else "incomplete"))
+    error = _first_line(info.get("error"))
+    if not error and info.get("traceback"):  # the traceback's last line names the exception
+        lines = str(info["traceback"]).strip().splitlines()
+        error = lines[-1].strip() if lines else ""
+    return status, error
+
+
+def _read_overrides(run_dir: Path) -> dict[str, str]:
+    try:
+        items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        items = []
+    overrides: dict[str, str] = {}
+    for item in items if isinstance(items, list) else []:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            overrides[key.strip().lstrip("+~")] = value.strip()
+    return overrides
+
+
+def collect_runs(dirs: Iterable) -> pd.DataFrame:
+    """One row per run under ``dirs``: ``run_dir``, the override keys (values as strings),
+    ``status``, ``error`` (first line) and every metric column.
+
+    ``df.attrs`` records ``override_keys`` and ``metric_keys`` (column order: run_dir,
+    overrides, status, error, metrics naturally sorted).
+    """
+    records: list[dict] = []
+    override_keys: dict[str, None] = {}
+    metric_keys: set[str] = set()
+    seen: set[Path] = set()
     for root in dirs:
-        for run_dir in find_run_dirs(Path(root)):
-            overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-            record: dict = {"run_dir": str(run_dir)}
-            for item in overrides:
-                key, _, value = str(item).partition("=")
-                record[key.lstrip("+~")] = value
-            metrics_file = run_dir / "metrics.json"
-            metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-            record["status"], record["error"] = _status(run_dir, bool(metrics))
-            record.update(metrics)
-            records.append(record)
-    return pd.DataFrame.from_records(records)
+        for run_dir in find_run_dirs(root):
+            if run_dir.resolve() in seen:
+                continue
+            seen.add(run_dir.resolve())
+            overrides = _read_overrides(run_dir)
+            metrics, problem = _read_json(run_dir / "metrics.json")
+            metrics = {str(k): v for k, v in (metrics or {}).items()}
+            status, error = _run_status(run_dir, bool(metrics))
+            override_keys.update(dict.fromkeys(k for k in overrides if k not in RESERVED))
+            metric_keys.update(metrics)
+            records.append({"run_dir": str(run_dir), **overrides, "status": status,
+                            "error": error or problem, **metrics})
+    params = list(override_keys)
+    metric_cols = sorted(metric_keys - set(params) - set(RESERVED), key=_natural_key)
+    df = pd.DataFrame.from_records(records, columns=["run_dir", *params, "status", "error",
+                                                     *metric_cols])
+    for col in metric_cols:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df.attrs["override_keys"] = params
+    df.attrs["metric_keys"] = metric_cols
+    return df
 
 
-def swept_params(df) -> list[str]:
-    reserved = {"run_dir", "status", "error"}
-    params = [c for c in df.columns if c not in reserved and "/" not in c]
-    return [c for c in params if df[c].astype(str).nunique(dropna=False) > 1]
+def swept_params(df: pd.DataFrame) -> list[str]:
+    """The override keys whose value varies across runs (a missing value counts as one)."""
+    keys = df.attrs.get("override_keys")
+    if keys is None:  # a frame not from collect_runs: every column that is no metric
+        keys = [c for c in df.columns if c not in RESERVED and "/" not in c]
+    return [c for c in keys if c in df.columns and df[c].astype(str).nunique(dropna=False) > 1]
 
 
-def summarise(df, metrics, group_by=None):
-    """Group runs that differ only in ``seed``: mean, std and count of each metric."""
-    group_by = group_by or [p for p in swept_params(df) if p != "seed"]
-    done = df[df["status"] == "completed"]
+def summarise(df: pd.DataFrame, metrics: Sequence[str], group_by: Sequence[str] | None = None
+              ) -> pd.DataFrame | None:
+    """Completed runs grouped over seeds: ``mean``, ``std`` and ``n`` of each metric.
+
+    ``group_by`` defaults to the swept parameters other than ``seed`` (everything in one group
+    ``all`` if ``seed`` is the only one). Returns a frame indexed by the group keys with
+    columns ``(metric, stat)``, or None when there is nothing to summarise.
+    """
+    if group_by is None:
+        group_by = [p for p in swept_params(df) if p != "seed"]
+    done = df[df["status"] == "completed"] if "status" in df.columns else df
     metrics = [m for m in metrics if m in done.columns]
-    if not group_by or done.empty or not metrics:
+    if done.empty or not metrics:
         return None
-    grouped = done.groupby(group_by, dropna=False)[metrics]
+    values = done[metrics].apply(pd.to_numeric, errors="coerce")
+    if group_by:
+        keys = [done[g].astype(str) for g in group_by]
+        grouped = values.groupby(keys, dropna=False, sort=False)
+    else:
+        grouped = values.groupby(pd.Series("all", index=done.index, name="group"))
     table = grouped.agg(["mean", "std", "count"])
-    return table
+    return table.rename(columns={"count": "n"}, level=1)
 
 
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def _is_missing(value) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt(value) -> str:
+    """4 significant digits for floats, ``-`` for missing, ``str`` otherwise."""
+    if _is_missing(value):
         return "-"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
     if isinstance(value, float | np.floating):
-        return f"{value:.4g}"
+        return f"{float(value):.4g}"
     return str(value)
 
 
-def _print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
 
 
-def _profiles(record) -> dict[str, np.ndarray]:
+def reward_profiles(record: dict, prefix: str = PROFILE_SPLIT) -> dict[str, np.ndarray]:
+    """``{"open_profile", "closed_profile"}`` from the ``{prefix}/T_reward_rank{k}`` metrics
+    (NaN at ranks the record lacks)."""
     ranks: dict[str, dict[int, float]] = {"open": {}, "closed": {}}
     for key, value in record.items():
-        m = _RANK_KEY.match(str(key))
-        if m and value is not None and not (isinstance(value, float) and np.isnan(value)):
-            ranks[m.group(1)][int(m.group(2))] = float(value)
-    return {f"{k}_profile": np.array([v[i] for i in sorted(v)]) for k, v in ranks.items()}
+        match = _RANK_KEY.match(str(key))
+        if match and match["prefix"] == prefix and not _is_missing(value):
+            ranks[match["kind"]][int(match["k"])] = float(value)
+    profiles = {}
+    for kind, by_rank in ranks.items():
+        profile = np.full(max(by_rank, default=0), np.nan)
+        for k, value in by_rank.items():
+            profile[k - 1] = value
+        profiles[f"{kind}_profile"] = profile
+    return profiles
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rcollapse.report", description=__doc__.split("\n\n")[0])
+def _comparison_rows(df: pd.DataFrame, params: list[str]) -> list[dict]:
+    """Panels for the comparison figure: one per setting (seeds averaged when they vary)."""
+    done = df[df["status"] == "completed"]
+    group_by = [p for p in params if p != "seed"]
+    rows = []
+    if "seed" in params:
+        groups = done.groupby([done[g].astype(str) for g in group_by], sort=False) if group_by \
+            else [("all", done)]
+        for key, part in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            label = ", ".join(f"{p}={k}" for p, k in zip(group_by, key, strict=True)) or "all"
+            profiles = [reward_profiles(r) for r in part.to_dict("records")]
+            row = {"label": f"{label} ({len(part)} seeds)"}
+            for name in ("open_profile", "closed_profile"):
+                stack = [p[name] for p in profiles if p[name].size]
+                if stack:
+                    width = max(s.size for s in stack)
+                    padded = np.full((len(stack), width), np.nan)
+                    for i, s in enumerate(stack):
+                        padded[i, : s.size] = s
+                    with np.errstate(all="ignore"):
+                        row[name] = np.nanmean(padded, axis=0)
+                else:
+                    row[name] = np.empty(0)
+            rows.append(row)
+    else:
+        for record in done.to_dict("records"):
+            label = ", ".join(f"{p}={record[p]}" for p in params) or Path(record["run_dir"]).name
+            rows.append({"label": label, **reward_profiles(record)})
+    return [r for r in rows if r["open_profile"].size or r["closed_profile"].size]
+
+
+def _run_label(run_dir: str, roots: Sequence[Path]) -> str:
+    path = Path(run_dir)
+    for root in roots:
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        return str(rel) if str(rel) != "." else path.name
+    return run_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rcollapse.report",
+        description="Table, CSV and comparison figure of the runs under Hydra multirun dirs.",
+    )
     parser.add_argument("dirs", nargs="+", help="multirun dir(s), run dir(s), or dirs holding several")
-    parser.add_argument("--metrics", nargs="*", default=None, help="metric keys for the table")
-    parser.add_argument("--out", default=None, help="where report.csv and the figure go (default: the first DIR)")
+    parser.add_argument("--metrics", nargs="*", default=[],
+                        help="metric keys for the table (besides the defaults, when present)")
+    parser.add_argument("--out", default=None,
+                        help="dir for report.csv and utility_comparison.png (default: the first DIR)")
     args = parser.parse_args(argv)
 
     df = collect_runs(args.dirs)
     if df.empty:
-        print(f"No runs found under {', '.join(args.dirs)} (looked for */.hydra/overrides.yaml).")
+        print(f"No runs found under {', '.join(args.dirs)} "
+              "(looked for run dirs holding .hydra/overrides.yaml).")
         return 2
-    metrics = [m for m in (args.metrics or DEFAULT_METRICS) if m in df.columns]
-    params = swept_params(df)
-    label_of = {i: ", ".join(f"{p}={df.at[i, p]}" for p in params) or Path(df.at[i, "run_dir"]).name for i in df.index}
 
-    print(f"{len(df)} run(s); swept: {', '.join(params) or 'nothing'}\n")
-    _print_table(
-        [*params, "status", *metrics],
-        [[_fmt(df.at[i, p]) for p in params] + [df.at[i, "status"]] + [_fmt(df.at[i, m]) for m in metrics]
-         for i in df.index],
-    )
+    for m in args.metrics:
+        if m not in df.columns:
+            print(f"warning: metric {m!r} is in no run's metrics.json")
+    wanted = list(dict.fromkeys([*args.metrics, *DEFAULT_METRICS]))
+    metrics = [m for m in wanted if m in df.columns]
+    params = swept_params(df)
+    roots = [Path(d) for d in args.dirs]
+    counts = df["status"].value_counts()
+    print(f"{len(df)} run(s); swept: {', '.join(params) or 'nothing'}; "
+          + ", ".join(f"{n} {s}" for s, n in counts.items()) + "\n")
+    rows = [[_run_label(r["run_dir"], roots), *(fmt(r.get(p)) for p in params), str(r["status"]),
+             *(fmt(r.get(m)) for m in metrics)] for r in df.to_dict("records")]
+    print(format_table(["run", *params, "status", *metrics], rows))
 
     if "seed" in params:
         table = summarise(df, metrics)
         if table is not None:
+            group_cols = [p for p in params if p != "seed"] or ["group"]
             print("\nMean ± std over seeds:")
-            group_cols = [p for p in params if p != "seed"]
-            rows = []
+            grouped_rows = []
             for key, row in table.iterrows():
                 key = key if isinstance(key, tuple) else (key,)
                 cells = [str(k) for k in key]
                 for m in metrics:
-                    cells.append(f"{_fmt(row[(m, 'mean')])} ± {_fmt(row[(m, 'std')])} (n={int(row[(m, 'count')])})")
-                rows.append(cells)
-            _print_table([*group_cols, *metrics], rows)
+                    n = int(row[(m, "n")])
+                    cells.append(f"{fmt(row[(m, 'mean')])} ± {fmt(row[(m, 'std')])} (n={n})")
+                grouped_rows.append(cells)
+            print(format_table([*group_cols, *metrics], grouped_rows))
 
-    failed = df[df["status"] != "completed"]
-    if not failed.empty:
-        print("\nFailed or incomplete jobs:")
-        for i in failed.index:
-            print(f"  {df.at[i, 'run_dir']}  [{df.at[i, 'status']}]  {df.at[i, 'error'] or ''}")
+    for status, heading in (("failed", "Failed jobs:"), ("incomplete", "Incomplete jobs:"),
+                            ("running", "Jobs still running (or killed):")):
+        part = df[df["status"] == status]
+        if not part.empty:
+            print(f"\n{heading}")
+            for r in part.to_dict("records"):
+                print(f"  {r['run_dir']}  [{status}]  {r['error'] or ''}".rstrip())
 
-    out = Path(args.out or args.dirs[0])
+    out = Path(args.out) if args.out else Path(args.dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "report.csv"
     df.to_csv(csv_path, index=False)
     print(f"\nwrote {csv_path}")
-    rows = [{"label": label_of[i], **_profiles(df.loc[i].to_dict())} for i in df.index
-            if df.at[i, "status"] == "completed"]
-    rows = [r for r in rows if r["open_profile"].size or r["closed_profile"].size]
-    if rows:
+    comparison = _comparison_rows(df, params)
+    if comparison:
         from rcollapse.analysis.collapse_plots import plot_utility_comparison
 
-        print(f"wrote {plot_utility_comparison(rows, out / 'utility_comparison.png')}")
+        figure = plot_utility_comparison(comparison, out / "utility_comparison.png",
+                                         title="test prompts: mean reward by rank")
+        print(f"wrote {figure}")
+    else:
+        print("no rm/test/*_reward_rank* metrics in completed runs: no comparison figure")
     return 0
