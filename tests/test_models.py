@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from rcollapse.models import hub_models
-from rcollapse.models.hub_models import ModelUnavailableError, load_pretrained_encoder, load_pretrained_tokenizer
+from rcollapse.models.hub_models import (
+    ModelUnavailableError,
+    load_pretrained_encoder,
+    load_pretrained_tokenizer,
+)
 from rcollapse.models.reward_model import RewardModel, pool_hidden_states
 from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
 

@@ -6,7 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from rcollapse.data.hub_access import DataUnavailableError, data_unavailable_message, require_hub_or_local
+from rcollapse.data.hub_access import (
+    DataUnavailableError,
+    data_unavailable_message,
+    require_hub_or_local,
+)
 from rcollapse.data.length_task import MIN_ANSWER_WORDS, build_length_rows, split_train_test
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_ranking_row
 from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
