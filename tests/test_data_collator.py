@@ -1,12 +1,38 @@
-"""The collator tokenises a batch's completions together, with varying group sizes."""
+"""The collator tokenises a batch's completions together (varying group sizes); the data module."""
 
+import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
 
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_datamodule import RankingDataModule
 from rcollapse.data.ranking_rows import RankingRow
 from rcollapse.data.sources import LengthOfflineSource
-from rcollapse.models.tiny_encoder import build_tiny_tokenizer
+from rcollapse.data.synthetic_longform import FUNCTION_WORDS, lexicon
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def word_level_tokenizer(sentences) -> PreTrainedTokenizerFast:
+    """A WordLevel tokenizer trained here on ``sentences``, with BERT-style pair templates."""
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.train_from_iterator(sentences, trainers.WordLevelTrainer(special_tokens=SPECIALS))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
 
 
 class CountingTokenizer:
@@ -18,8 +44,13 @@ class CountingTokenizer:
         return self.tokenizer(*args, **kwargs)
 
 
-def test_varying_group_sizes_one_tokenizer_call_best_first():
-    tok = CountingTokenizer(build_tiny_tokenizer())
+@pytest.fixture(scope="module")
+def tokenizer():
+    return word_level_tokenizer(["first prompt second third", "one two x y z w0 w1 w2 w3 w4"])
+
+
+def test_varying_group_sizes_one_tokenizer_call_best_first(tokenizer):
+    tok = CountingTokenizer(tokenizer)
     rows = [
         RankingRow("a", "first prompt", ("one", "two"), 1.0),
         RankingRow("b", "second prompt", ("x y z", "x y", "x"), -1.0),
@@ -27,23 +58,56 @@ def test_varying_group_sizes_one_tokenizer_call_best_first():
     ]
     batch = RankingCollator(tok, max_length=32)(rows)
     assert tok.calls == 1
-    assert batch["input_ids"].shape[0] == 10 and batch["attention_mask"].shape == batch["input_ids"].shape
-    assert batch["group_sizes"].tolist() == [2, 3, 5]
-    assert batch["openness"].tolist() == [1.0, -1.0, 0.5]
+    assert (
+        batch["input_ids"].shape == batch["attention_mask"].shape == batch["token_type_ids"].shape
+    )
+    assert batch["input_ids"].shape[0] == 10
+    assert batch["group_sizes"].dtype == torch.long and batch["group_sizes"].tolist() == [2, 3, 5]
+    assert batch["openness"].dtype == torch.float32 and batch["openness"].tolist() == [
+        1.0,
+        -1.0,
+        0.5,
+    ]
     assert batch["row_ids"] == ["a", "b", "c"]
-    # Row b's completions come best-first: its first sequence is the longest.
-    lengths = batch["attention_mask"].sum(1)
-    assert lengths[2] > lengths[3] > lengths[4]
+    # Row by row, each row's completions best-first: [CLS] prompt [SEP] completion [SEP].
+    expected = [(r.prompt, c) for r in rows for c in r.completions]
+    for k, (prompt, completion) in enumerate(expected):
+        ids = batch["input_ids"][k][batch["attention_mask"][k].bool()].tolist()
+        assert ids == tokenizer(prompt, completion)["input_ids"]
+    assert (
+        int(batch["attention_mask"].sum(1).max()) == batch["input_ids"].shape[1]
+    )  # padded to the longest
+
+
+def test_truncation_keeps_max_length(tokenizer):
+    long_text = " ".join(["x"] * 100)
+    batch = RankingCollator(tokenizer, max_length=16)(
+        [RankingRow("r", long_text, (long_text, "x"), 0.0)]
+    )
+    assert batch["input_ids"].shape == (2, 16)
 
 
 def test_datamodule_loaders():
-    tok = build_tiny_tokenizer()
-    dm = RankingDataModule(LengthOfflineSource(num_train=12, num_test=4), tok, batch_size=3,
-                           eval_batch_size=4, max_length=64, train_probe_size=5)
-    dm.setup()
+    tok = word_level_tokenizer([" ".join(FUNCTION_WORDS), " ".join(lexicon())])
+    dm = RankingDataModule(
+        LengthOfflineSource(num_train=12, num_test=4),
+        tok,
+        batch_size=3,
+        eval_batch_size=4,
+        max_length=64,
+        train_probe_size=5,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    rows = dm.splits
+    dm.setup("test")
+    assert dm.splits is rows  # loaded once
     train = next(iter(dm.train_dataloader()))
-    assert train["group_sizes"].tolist() == [8, 8, 8] and train["input_ids"].shape[1] <= 64
-    assert next(iter(dm.val_dataloader()))["group_sizes"].numel() == 4
+    assert train["group_sizes"].tolist() == [8, 8, 8] and train["input_ids"].shape == (24, 64)
+    val = next(iter(dm.val_dataloader()))
+    assert val["row_ids"] == [r.row_id for r in rows["test"]]
+    assert dm.test_split_names == ("test", "train")
     test_loader, probe_loader = dm.test_dataloader()
-    assert sum(b["group_sizes"].numel() for b in probe_loader) == 5
+    assert [b["row_ids"] for b in test_loader] == [[r.row_id for r in rows["test"]]]
+    assert sum((b["row_ids"] for b in probe_loader), []) == [r.row_id for r in rows["train"][:5]]
     assert isinstance(next(iter(test_loader))["openness"], torch.Tensor)

@@ -1,23 +1,26 @@
-"""The LongForm length task: the SPEC's construction rules, offline and from a local LongForm copy."""
+"""The LongForm length task: the SPEC's construction rules, offline and from a local copy."""
 
 import time
 
 import numpy as np
 import pytest
 
-from rcollapse.data import sources
-from rcollapse.data.hub_access import DataUnavailableError
+from rcollapse.data import hub_access
+from rcollapse.data.hub_access import DataUnavailableError, hub_reachable
 from rcollapse.data.length_task import (
     CLOSED_LENGTHS,
     CLOSED_SUFFIX,
     OPEN_LENGTHS,
     OPEN_SUFFIX,
+    build_length_ranking,
     build_length_rows,
     draw_prompt_types,
+    keep_answer,
     split_train_test,
+    split_words,
 )
-from rcollapse.data.sources import LengthOfflineSource, LongFormLengthSource
-from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
+from rcollapse.data.sources import PATH_KEY, LengthOfflineSource, LongFormLengthSource
+from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs, lexicon
 
 
 def word_counts(row):
@@ -27,94 +30,198 @@ def word_counts(row):
 def test_offline_rows_follow_the_construction_rules():
     data = LengthOfflineSource(num_train=64, num_test=16, seed=3).load()
     assert len(data["train"]) == 64 and len(data["test"]) == 16
+    kinds = set()
     for row in data["train"] + data["test"]:
         assert len(row.completions) == 8
-        if row.openness > 0:
+        kinds.add(row.openness)
+        if row.openness == 1.0:
             assert word_counts(row) == sorted(OPEN_LENGTHS, reverse=True)  # longer is better
             assert row.prompt.endswith(OPEN_SUFFIX)
         else:
+            assert row.openness == -1.0
             assert word_counts(row) == sorted(CLOSED_LENGTHS, reverse=True)
             assert row.prompt.endswith(CLOSED_SUFFIX)
-        assert all(row.completions[0].startswith(c) for c in row.completions[1:])  # prefixes of one answer
+        assert all(
+            row.completions[0].startswith(c) for c in row.completions[1:]
+        )  # prefixes of one answer
+    assert kinds == {1.0, -1.0}
+
+
+def test_one_raw_ranking():
+    answer = " ".join(f"w{i}" for i in range(100))
+    raw = build_length_ranking("Why?", answer, is_open=False, row_id="r1")
+    assert (
+        raw["prompt"] == "Why? Write either a short answer or a long answer."
+        and raw["type"] == "closed"
+    )
+    assert [len(c.split(" ")) for c in raw["completions"]] == list(CLOSED_LENGTHS)
+    assert raw["ranking"] == [7, 6, 5, 4, 3, 2, 1, 0]  # the longest is rank 0
+    assert raw["completions"][0] == "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15"
+    raw = build_length_ranking("Why?", answer, is_open=True, row_id="r2")
+    assert raw["prompt"] == "Why? Write the answer in an open-ended way." and raw["id"] == "r2"
+    assert [len(c.split(" ")) for c in raw["completions"]] == list(OPEN_LENGTHS)
+
+
+def test_words_are_split_on_single_spaces_as_the_notebook():
+    assert split_words("a  b\nc") == ["a", "", "b\nc"]
+    assert keep_answer(" ".join(["w"] * 100)) and not keep_answer(" ".join(["w"] * 99))
 
 
 def test_types_are_drawn_with_p_half_and_seeded():
     types = draw_prompt_types(20000, seed=0)
-    assert abs(types.mean() - 0.5) < 0.015
+    assert types.dtype == bool and abs(types.mean() - 0.5) < 0.015
     assert np.array_equal(types, draw_prompt_types(20000, seed=0))
     assert not np.array_equal(types, draw_prompt_types(20000, seed=1))
+    assert abs(draw_prompt_types(20000, seed=0, p_open=0.2).mean() - 0.2) < 0.015
+    with pytest.raises(ValueError, match="p_open"):
+        draw_prompt_types(3, seed=0, p_open=1.5)
 
 
 def test_short_answers_are_dropped_and_split_is_first_and_last():
     long_answer = " ".join(f"w{i}" for i in range(120))
-    pairs = [("q0", long_answer), ("q1", "too short"), ("q2", long_answer), ("q3", long_answer)]
-    rows = build_length_rows(pairs, seed=0, id_prefix="t")
+    pairs = [
+        ("q0", long_answer),
+        ("q1", "too short"),
+        ("q2", long_answer),
+        ("q3", long_answer),
+        ("q4", " ".join(["w"] * 99)),
+    ]
+    rows = build_length_rows(pairs, seed=0, p_open=0.5, id_prefix="t")
     assert [r.row_id for r in rows] == ["t-0", "t-2", "t-3"]
     train, test = split_train_test(rows, 1, 1)
     assert train[0].row_id == "t-0" and test[0].row_id == "t-3"
-    with pytest.raises(ValueError, match="num_train"):
+    train, test = split_train_test(rows, 2, 1)
+    assert [r.row_id for r in train] == ["t-0", "t-2"] and test[0].row_id == "t-3"
+    with pytest.raises(ValueError, match="only 3 prompts.*num_train=3"):
         split_train_test(rows, 3, 1)
 
 
 def test_generator_is_deterministic_and_sized():
     a = generate_instruction_answer_pairs(50, seed=1, min_words=100, max_words=130)
     assert a == generate_instruction_answer_pairs(50, seed=1, min_words=100, max_words=130)
-    for _, answer in a:
-        assert 100 <= len(answer.split(" ")) <= 130 and "  " not in answer
+    assert a != generate_instruction_answer_pairs(50, seed=2, min_words=100, max_words=130)
+    vocabulary = {w.lower() for w in lexicon()}
+    for instruction, answer in a:
+        assert (
+            100 <= len(answer.split(" ")) <= 130 and "  " not in answer and answer == answer.strip()
+        )
+        assert answer.endswith(".") and instruction[-1] in ".?"
+    assert lexicon() == lexicon(0) and len(vocabulary) > 100
+    start = time.perf_counter()
+    generate_instruction_answer_pairs(10000, seed=0)
+    assert time.perf_counter() - start < 2.0
 
 
 def _local_longform(tmp_path, num_rows=40):
     import datasets
 
+    # Answers of 60..160 words: some fall under the task's 100-word threshold.
     pairs = generate_instruction_answer_pairs(num_rows, seed=5, min_words=60, max_words=160)
     root = tmp_path / "LongForm"
     (root / "data").mkdir(parents=True)
-    datasets.Dataset.from_dict({
-        "input": [p for p, _ in pairs], "output": [a for _, a in pairs],
-        "source": ["synthetic"] * num_rows, "subset": ["s"] * num_rows,
-    }).to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
-    kept = sum(len(a.split(" ")) >= 100 for _, a in pairs)
+    datasets.Dataset.from_dict(
+        {
+            "input": [p for p, _ in pairs],
+            "output": [a for _, a in pairs],
+            "source": ["synthetic"] * num_rows,
+            "subset": ["s"] * num_rows,
+        }
+    ).to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+    kept = [k for k, (_, a) in enumerate(pairs) if len(a.split(" ")) >= 100]
+    assert 8 < len(kept) < num_rows
     return root, kept
 
 
 def test_longform_source_from_a_local_copy_builds_and_caches(tmp_path, monkeypatch):
-    root, kept = _local_longform(tmp_path)
-    source = LongFormLengthSource(path=str(root), num_train=kept - 4, num_test=4, cache_dir=str(tmp_path / "cache"))
-    data = source.load()
-    assert len(data["train"]) == kept - 4 and len(data["test"]) == 4
-    assert all(len(r.completions) == 8 for r in data["train"])
     import datasets
 
-    def no_hub(*args, **kwargs):
-        raise AssertionError("the cache should have been used")
+    root, kept = _local_longform(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+    calls = []
+    real_load = datasets.load_dataset
 
-    monkeypatch.setattr(datasets, "load_dataset", no_hub)
-    again = source.load()
-    assert [r.completions for r in again["test"]] == [r.completions for r in data["test"]]
+    def counting_load(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", counting_load)
+    source = LongFormLengthSource(
+        path=str(root), num_train=len(kept) - 4, num_test=4, cache_dir=str(tmp_path / "cache")
+    )
+    data = source.load()
+    assert calls == [((str(root),), {"split": "train"})]
+    assert len(data["train"]) == len(kept) - 4 and len(data["test"]) == 4
+    assert [r.row_id for r in data["train"]] == [f"longform-{k}" for k in kept[:-4]]
+    assert [r.row_id for r in data["test"]] == [f"longform-{k}" for k in kept[-4:]]
+    for row in data["train"] + data["test"]:
+        lengths = OPEN_LENGTHS if row.openness > 0 else CLOSED_LENGTHS
+        assert word_counts(row) == sorted(lengths, reverse=True)
+    assert all(f.exists() for f in source.cache_files())
+
+    again = source.load()  # from the cache: load_dataset is not called again
+    assert len(calls) == 1 and again == data
+    other = LongFormLengthSource(
+        path=str(root),
+        num_train=len(kept) - 4,
+        num_test=4,
+        seed=1,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert other.cache_files() != source.cache_files()
+
+
+def test_longform_too_few_rows_says_so(tmp_path, monkeypatch):
+    import datasets
+
+    root, kept = _local_longform(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+    with pytest.raises(ValueError, match=f"only {len(kept)} prompts"):
+        LongFormLengthSource(path=str(root), num_train=len(kept), num_test=4).load()
 
 
 def test_longform_hub_name_offline_fails_fast_with_the_key():
+    # tests/conftest.py sets HF_HUB_OFFLINE=1 for every test
     start = time.monotonic()
     with pytest.raises(DataUnavailableError) as err:
         LongFormLengthSource(path="akoksal/LongForm").load()
-    assert "akoksal/LongForm" in str(err.value) and "dataset.datamodule.source.path=" in str(err.value)
-    assert time.monotonic() - start < 5
+    message = str(err.value)
+    assert "Cannot load data set 'akoksal/LongForm'" in message and "not reachable" in message
+    assert f"{PATH_KEY}=/data/LongForm" in message and "dataset=length_offline" in message
+    assert "huggingface-cli download akoksal/LongForm --repo-type dataset" in message
+    assert time.monotonic() - start < 2
 
 
 def test_longform_hub_unreachable_without_the_offline_flag(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("HF_DATASETS_OFFLINE")
-    monkeypatch.setattr(sources, "require_hub_or_local", _unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_access, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataUnavailableError, match="not reachable"):
+        LongFormLengthSource(path="akoksal/LongForm", path_key="dataset.path").load()
+
+
+def test_load_dataset_errors_become_data_unavailable(monkeypatch):
+    import datasets
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_access, "hub_reachable", lambda timeout=3.0: True)
+
+    def failing_load(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'akoksal/LongForm' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", failing_load)
+    with pytest.raises(DataUnavailableError, match="ConnectionError: Couldn't reach") as err:
         LongFormLengthSource(path="akoksal/LongForm").load()
+    assert f"{PATH_KEY}=/data/LongForm" in str(err.value)
 
 
-def _unreachable(path, key):
-    from rcollapse.data import hub_access
+def test_a_missing_local_directory_is_named(tmp_path):
+    with pytest.raises(DataUnavailableError, match="is not a directory"):
+        LongFormLengthSource(path=str(tmp_path / "nowhere")).load()
 
-    original = hub_access.hub_reachable
-    hub_access.hub_reachable = lambda *a, **k: False
-    try:
-        return hub_access.require_hub_or_local(path, key)
-    finally:
-        hub_access.hub_reachable = original
+
+def test_hub_probe_fails_fast_on_a_closed_port(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1")  # nothing listens on 443 here
+    start = time.monotonic()
+    assert hub_reachable(timeout=1.0) is False
+    assert time.monotonic() - start < 2

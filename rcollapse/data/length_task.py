@@ -32,7 +32,7 @@ def keep_answer(answer: str, min_words: int = MIN_ANSWER_WORDS) -> bool:
 def draw_prompt_types(num_prompts: int, seed: int, p_open: float = 0.5) -> np.ndarray:
     """Open-ended (True) with probability ``p_open``, seeded (the paper's notebook set no seed)."""
     if not 0.0 <= p_open <= 1.0:
-        raise ValueError(f"dataset.datamodule.source.p_open must lie in [0, 1], got {p_open}")
+        raise ValueError(f"p_open must lie in [0, 1], got {p_open}")
     return np.random.default_rng(seed).random(num_prompts) < p_open
 
 
@@ -52,19 +52,29 @@ def build_length_ranking(instruction: str, answer: str, is_open: bool, row_id: s
 
 
 def build_length_rows(
-    pairs: Sequence[tuple[str, str]], seed: int, p_open: float = 0.5, id_prefix: str = "row",
+    pairs: Sequence[tuple[str, str]],
+    seed: int,
+    p_open: float = 0.5,
+    id_prefix: str = "row",
     min_words: int = MIN_ANSWER_WORDS,
 ) -> list[RankingRow]:
     """Keep the pairs with long answers, draw types, build and validate the ranking rows."""
-    kept = [(k, instruction, answer) for k, (instruction, answer) in enumerate(pairs)
-            if keep_answer(answer, min_words)]
+    kept = [
+        (k, instruction, answer)
+        for k, (instruction, answer) in enumerate(pairs)
+        if keep_answer(answer, min_words)
+    ]
     types = draw_prompt_types(len(kept), seed, p_open)
-    raws = [build_length_ranking(instruction, answer, bool(is_open), f"{id_prefix}-{k}")
-            for (k, instruction, answer), is_open in zip(kept, types)]
+    raws = [
+        build_length_ranking(instruction, answer, bool(is_open), f"{id_prefix}-{k}")
+        for (k, instruction, answer), is_open in zip(kept, types)
+    ]
     return validate_rows(raws, source=id_prefix)
 
 
-def split_train_test(rows: Sequence[RankingRow], num_train: int, num_test: int) -> tuple[list, list]:
+def split_train_test(
+    rows: Sequence[RankingRow], num_train: int, num_test: int
+) -> tuple[list, list]:
     """Train = the first ``num_train`` rows, test = the last ``num_test`` (as the paper)."""
     if num_train < 1 or num_test < 1:
         raise ValueError(f"num_train and num_test must be >= 1, got {num_train} and {num_test}")
@@ -73,4 +83,4 @@ def split_train_test(rows: Sequence[RankingRow], num_train: int, num_test: int) 
             f"only {len(rows)} prompts with answers of >= {MIN_ANSWER_WORDS} words; "
             f"num_train={num_train} + num_test={num_test} needs more"
         )
-    return list(rows[:num_train]), list(rows[len(rows) - num_test:])
+    return list(rows[:num_train]), list(rows[len(rows) - num_test :])

@@ -22,13 +22,19 @@ class RankingCollator:
         prompts = [row.prompt for row in rows for _ in row.completions]
         completions = [text for row in rows for text in row.completions]
         encoded = self.tokenizer(
-            prompts, completions, truncation="longest_first", max_length=self.max_length,
-            padding=True, return_tensors="pt",
+            prompts,
+            completions,
+            truncation="longest_first",
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
         )
         batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         if "token_type_ids" in encoded:
             batch["token_type_ids"] = encoded["token_type_ids"]
-        batch["group_sizes"] = torch.tensor([len(row.completions) for row in rows], dtype=torch.long)
+        batch["group_sizes"] = torch.tensor(
+            [len(row.completions) for row in rows], dtype=torch.long
+        )
         batch["openness"] = torch.tensor([row.openness for row in rows], dtype=torch.float32)
         batch["row_ids"] = [row.row_id for row in rows]
         return batch

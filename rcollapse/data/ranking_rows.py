@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ OPENNESS_OF_TYPE = {"open": 1.0, "closed": -1.0}
 
 @dataclass(frozen=True)
 class RankingRow:
-    """One prompt with ``n ≥ 2`` completions, ``completions[0]`` the best; ``openness`` ∈ [−1, 1]."""
+    """A prompt with ``n ≥ 2`` completions, ``completions[0]`` the best; ``openness`` ∈ [−1, 1]."""
 
     row_id: str
     prompt: str
@@ -28,12 +29,15 @@ def validate_ranking_row(raw: Mapping, index: int, source: str, unit: str = "row
 
     A raw row has ``prompt`` (str), ``completions`` (list of str), optionally ``ranking`` (the
     rank of each completion, 0 = best; without it the completions are best-first already),
-    ``openness`` (a number in [−1, 1]) or ``type`` ("open"/"closed"), and optionally ``id``.
+    ``openness`` (a number in [−1, 1]) or ``type`` ("open"/"closed"; ``openness`` wins when
+    both are given), and optionally ``id``.
     Errors name ``{source}, {unit} {index}`` (e.g. a file's line number) and the row's id.
     """
     where = f"{source}, {unit} {index}"
     if not isinstance(raw, Mapping):
-        raise MalformedRowError(f"{where}: expected a mapping with prompt/completions, got {type(raw).__name__}")
+        raise MalformedRowError(
+            f"{where}: expected a mapping with prompt/completions, got {type(raw).__name__}"
+        )
     if raw.get("id") is not None:
         where += f" (id {raw['id']!r})"
 
@@ -59,15 +63,18 @@ def validate_ranking_row(raw: Mapping, index: int, source: str, unit: str = "row
         ordered = tuple(completions)
     else:
         if not isinstance(ranking, list | tuple) or len(ranking) != len(completions):
-            raise fail(f"'ranking' must give one rank per completion ({len(completions)}), got {ranking!r}")
-        if not all(isinstance(r, int) and not isinstance(r, bool) for r in ranking):
+            raise fail(
+                f"'ranking' must give one rank per completion ({len(completions)}), got {ranking!r}"
+            )
+        if not all(isinstance(r, numbers.Integral) and not isinstance(r, bool) for r in ranking):
             raise fail(f"'ranking' must hold integers (0 = best), got {ranking!r}")
+        ranking = [int(r) for r in ranking]
         seen: dict[int, int] = {}
         for position, rank in enumerate(ranking):
             if rank in seen:
                 raise fail(
-                    f"ties are not allowed: completions {seen[rank]} and {position} share rank {rank} "
-                    f"(drop one of them or break the tie)"
+                    f"ties are not allowed: completions {seen[rank]} and {position} share "
+                    f"rank {rank} (drop one of them or break the tie)"
                 )
             seen[rank] = position
         if sorted(ranking) != list(range(len(ranking))):
@@ -76,7 +83,11 @@ def validate_ranking_row(raw: Mapping, index: int, source: str, unit: str = "row
 
     if "openness" in raw and raw["openness"] is not None:
         openness = raw["openness"]
-        if isinstance(openness, bool) or not isinstance(openness, int | float) or not math.isfinite(openness):
+        if (
+            isinstance(openness, bool)
+            or not isinstance(openness, numbers.Real)
+            or not math.isfinite(openness)
+        ):
             raise fail(f"'openness' must be a number in [-1, 1], got {openness!r}")
         if not -1.0 <= float(openness) <= 1.0:
             raise fail(f"'openness' must lie in [-1, 1], got {openness}")

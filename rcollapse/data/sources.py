@@ -1,9 +1,10 @@
-"""Where ranking rows come from. Each source's ``load()`` gives ``{"train": rows, "test": rows}``."""
+"""Where ranking rows come from: a source's ``load()`` gives ``{"train": rows, "test": rows}``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from rcollapse.data.hub_access import (
@@ -15,97 +16,184 @@ from rcollapse.data.length_task import MIN_ANSWER_WORDS, build_length_rows, spli
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_ranking_row
 from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
 
+# The config key that takes LongForm's hub name or a local directory
+# (conf/dataset/longform_length.yaml).
 PATH_KEY = "dataset.datamodule.source.path"
+# Bump when the construction changes, so that cached rows built the old way are not reused.
+CACHE_VERSION = 1
 
 
 class LengthOfflineSource:
-    """The length task on the project's procedural LongForm-like corpus (offline)."""
+    """The length task on the project's procedural LongForm-like corpus (offline).
 
-    def __init__(self, num_train: int = 256, num_test: int = 16, seed: int = 0, p_open: float = 0.5,
-                 min_words: int = MIN_ANSWER_WORDS, max_words: int = 160):
+    ``num_train + num_test`` pairs are generated (answers of ``min_words..max_words`` words,
+    ``min_words`` at least the task's 100 so that none is filtered out), built into rows
+    with the paper's rules and split first / last.
+    """
+
+    def __init__(
+        self,
+        num_train: int = 256,
+        num_test: int = 16,
+        seed: int = 0,
+        p_open: float = 0.5,
+        min_words: int = MIN_ANSWER_WORDS,
+        max_words: int = 160,
+    ):
+        if min_words < MIN_ANSWER_WORDS:
+            raise ValueError(
+                f"min_words={min_words}: the length task keeps answers of >= {MIN_ANSWER_WORDS} "
+                f"words, so generated answers need at least that many"
+            )
         self.num_train, self.num_test = num_train, num_test
         self.seed, self.p_open = seed, p_open
         self.min_words, self.max_words = min_words, max_words
 
     def load(self) -> dict[str, list[RankingRow]]:
         pairs = generate_instruction_answer_pairs(
-            self.num_train + self.num_test, seed=self.seed, min_words=self.min_words, max_words=self.max_words
+            self.num_train + self.num_test,
+            seed=self.seed,
+            min_words=self.min_words,
+            max_words=self.max_words,
         )
-        rows = build_length_rows(pairs, seed=self.seed, p_open=self.p_open, id_prefix="length_offline")
+        rows = build_length_rows(
+            pairs, seed=self.seed, p_open=self.p_open, id_prefix="length_offline"
+        )
         train, test = split_train_test(rows, self.num_train, self.num_test)
         return {"train": train, "test": test}
 
 
 def _rows_to_jsonl(rows: list[RankingRow], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
+    """Write rows as raw JSONL rows (best-first, so no ``ranking``); atomic per file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps({"id": row.row_id, "prompt": row.prompt,
-                                "completions": list(row.completions), "openness": row.openness}) + "\n")
+            raw = {
+                "id": row.row_id,
+                "prompt": row.prompt,
+                "completions": list(row.completions),
+                "openness": row.openness,
+            }
+            f.write(json.dumps(raw, ensure_ascii=False) + "\n")
     tmp.replace(path)
 
 
-def read_jsonl_rows(path: Path) -> list[RankingRow]:
+def read_jsonl_rows(path: str | Path) -> list[RankingRow]:
     """Validated rows from a JSONL file; a bad line names the file and its line number."""
     rows = []
-    with Path(path).open() as f:
+    with Path(path).open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
-                raise MalformedRowError(f"{path}, line {line_no}: not valid JSON ({err.msg})") from err
+                raise MalformedRowError(
+                    f"{path}, line {line_no}: not valid JSON ({err.msg})"
+                ) from err
             rows.append(validate_ranking_row(raw, line_no, str(path), unit="line"))
     return rows
 
 
 class LongFormLengthSource:
-    """The length task on ``akoksal/LongForm`` (hub name or local copy), cached on disk."""
+    """The length task on ``akoksal/LongForm`` (hub name or local copy), cached on disk.
 
-    def __init__(self, path: str = "akoksal/LongForm", split: str = "train", num_train: int = 8192,
-                 num_test: int = 16, seed: int = 0, p_open: float = 0.5, cache_dir: str | None = None):
-        self.path, self.split = path, split
+    ``path`` goes to ``datasets.load_dataset(path, split=split)``: the hub name, or a local
+    directory holding the hub repo's files. Columns ``input`` and ``output`` are selected by
+    name (others, e.g. ``source`` and ``subset``, are ignored). With ``cache_dir`` the built
+    rows are written there as JSONL, keyed by a hash of the arguments, and reused. ``path_key``
+    is the config key named in the offline error (where a local copy goes).
+    """
+
+    def __init__(
+        self,
+        path: str = "akoksal/LongForm",
+        split: str = "train",
+        num_train: int = 8192,
+        num_test: int = 16,
+        seed: int = 0,
+        p_open: float = 0.5,
+        cache_dir: str | None = None,
+        path_key: str = PATH_KEY,
+    ):
+        self.path, self.split = str(path), split
         self.num_train, self.num_test = num_train, num_test
         self.seed, self.p_open = seed, p_open
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.path_key = path_key
 
-    def _cache_files(self) -> tuple[Path, Path] | None:
+    def cache_files(self) -> tuple[Path, Path] | None:
+        """The (train, test) JSONL files of the cache, or None without ``cache_dir``."""
         if self.cache_dir is None:
             return None
-        key = json.dumps([self.path, self.split, self.seed, self.p_open, self.num_train, self.num_test])
+        key = json.dumps(
+            [
+                CACHE_VERSION,
+                self.path,
+                self.split,
+                self.seed,
+                self.p_open,
+                self.num_train,
+                self.num_test,
+                MIN_ANSWER_WORDS,
+            ]
+        )
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.cache_dir / f"{digest}-train.jsonl", self.cache_dir / f"{digest}-test.jsonl"
+        stem = f"longform_length-{digest}"
+        return self.cache_dir / f"{stem}-train.jsonl", self.cache_dir / f"{stem}-test.jsonl"
 
     def _load_pairs(self) -> list[tuple[str, str]]:
         import datasets
 
-        source = require_hub_or_local(self.path, PATH_KEY)
+        source = require_hub_or_local(self.path, self.path_key, what="data set")
         try:
             table = datasets.load_dataset(source, split=self.split)
         except (ConnectionError, OSError, FileNotFoundError) as err:
+            if isinstance(err, DataUnavailableError):
+                raise
+            first_line = (str(err).strip().splitlines() or [""])[0]
             raise DataUnavailableError(
-                data_unavailable_message(self.path, PATH_KEY, f"{type(err).__name__}: {err}")
+                data_unavailable_message(
+                    self.path, self.path_key, f"{type(err).__name__}: {first_line}"
+                )
             ) from err
-        missing = {"input", "output"} - set(table.column_names)
+        missing = [c for c in ("input", "output") if c not in table.column_names]
         if missing:
             raise MalformedRowError(
-                f"{self.path} ({self.split}): missing column(s) {sorted(missing)}; "
-                f"found {table.column_names}"
+                f"{self.path} ({self.path_key}), split {self.split!r}: "
+                f"missing column(s) {missing}; "
+                f"found {table.column_names} (LongForm has input, output, source, subset)"
             )
-        return list(zip(table["input"], table["output"]))
+        table = table.select_columns(["input", "output"])
+        return [(row["input"], row["output"]) for row in table]
+
+    def _build(self) -> dict[str, list[RankingRow]]:
+        rows = build_length_rows(
+            self._load_pairs(), seed=self.seed, p_open=self.p_open, id_prefix="longform"
+        )
+        train, test = split_train_test(rows, self.num_train, self.num_test)
+        return {"train": train, "test": test}
+
+    def prepare(self) -> None:
+        """Build and cache the rows if the cache lacks them (a data module's ``prepare_data``)."""
+        files = self.cache_files()
+        if files and not all(f.exists() for f in files):
+            self._write_cache(self._build(), files)
+
+    @staticmethod
+    def _write_cache(data: dict[str, list[RankingRow]], files: tuple[Path, Path]) -> None:
+        files[0].parent.mkdir(parents=True, exist_ok=True)
+        _rows_to_jsonl(data["train"], files[0])
+        _rows_to_jsonl(data["test"], files[1])
 
     def load(self) -> dict[str, list[RankingRow]]:
-        files = self._cache_files()
+        files = self.cache_files()
         if files and all(f.exists() for f in files):
             return {"train": read_jsonl_rows(files[0]), "test": read_jsonl_rows(files[1])}
-        rows = build_length_rows(self._load_pairs(), seed=self.seed, p_open=self.p_open, id_prefix="longform")
-        train, test = split_train_test(rows, self.num_train, self.num_test)
+        data = self._build()
         if files:
-            files[0].parent.mkdir(parents=True, exist_ok=True)
-            _rows_to_jsonl(train, files[0])
-            _rows_to_jsonl(test, files[1])
-        return {"train": train, "test": test}
+            self._write_cache(data, files)
+        return data
 
 
 class JsonlRankingSource:

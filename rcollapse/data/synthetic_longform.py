@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-_ONSETS = ("b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "k", "l", "m", "n", "p", "pl",
-           "r", "s", "sh", "st", "t", "tr", "v", "w", "z")
+_ONSETS = tuple("b br c ch d dr f g gr h k l m n p pl r s sh st t tr v w z".split())
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ou")
 _CODAS = ("", "", "n", "r", "s", "l", "m", "nd", "st", "th")
-FUNCTION_WORDS = ("the", "a", "of", "and", "to", "in", "is", "that", "it", "for", "with", "as",
-                  "on", "by", "this", "from", "or", "which", "but", "also", "each", "their")
+# A few ordinary English function words, written here; they glue the pseudo-words together.
+FUNCTION_WORDS = tuple(
+    "the a of and to in is that it for with as on by this from or which but also each their".split()
+)
 _TEMPLATES = (
     "Describe how the {n1} of {n2} changed over time.",
     "Explain why {n1} matters for {n2}.",
@@ -27,17 +28,20 @@ _TEMPLATES = (
     "Give advice to someone who studies {n1}.",
 )
 # The plain English words of the templates, for tokenizers that should know them.
-TEMPLATE_WORDS = tuple(sorted({w.strip(".?,").lower() for t in _TEMPLATES for w in t.split() if "{" not in w}))
+TEMPLATE_WORDS = tuple(
+    sorted({w.strip(".?,").lower() for t in _TEMPLATES for w in t.split() if "{" not in w})
+)
 
 
 def lexicon(seed: int = 0, size: int = 600) -> list[str]:
-    """The generator's vocabulary of pseudo-words (deterministic for a seed), unique, sorted by draw."""
+    """The generator's vocabulary: ``size`` unique pseudo-words in draw order, fixed by ``seed``."""
     rng = np.random.default_rng(seed)
     words: dict[str, None] = {}
     while len(words) < size:
         syllables = int(rng.integers(1, 4))
         word = "".join(
-            _ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
+            _ONSETS[rng.integers(len(_ONSETS))]
+            + _VOWELS[rng.integers(len(_VOWELS))]
             + _CODAS[rng.integers(len(_CODAS))]
             for _ in range(syllables)
         )
@@ -45,35 +49,51 @@ def lexicon(seed: int = 0, size: int = 600) -> list[str]:
     return list(words)
 
 
-def _sentence(rng: np.random.Generator, words: list[str], length: int) -> list[str]:
-    out = []
-    for _ in range(length):
-        if rng.random() < 0.35:
-            out.append(FUNCTION_WORDS[rng.integers(len(FUNCTION_WORDS))])
-        else:
-            out.append(words[rng.integers(len(words))])
-    out[0] = out[0].capitalize()
-    out[-1] = out[-1] + "."
-    return out
+FUNCTION_WORD_RATE = 0.35  # share of words drawn from FUNCTION_WORDS
+SENTENCE_WORDS = (6, 16)  # a sentence's words, drawn uniformly in this range (the last one is cut)
+
+
+def _answer(rng: np.random.Generator, vocabulary: list[str], num_words: int) -> str:
+    """``num_words`` words in sentences: capitalised first word, a full stop after the last."""
+    num_function = len(FUNCTION_WORDS)
+    is_function = rng.random(num_words) < FUNCTION_WORD_RATE
+    index = np.where(
+        is_function,
+        rng.integers(num_function, size=num_words),
+        num_function + rng.integers(len(vocabulary) - num_function, size=num_words),
+    )
+    words = [vocabulary[i] for i in index.tolist()]
+    low, high = SENTENCE_WORDS
+    ends = np.cumsum(rng.integers(low, high + 1, size=num_words // low + 1))
+    ends = [*ends[ends < num_words].tolist(), num_words]
+    start = 0
+    for end in ends:
+        words[start] = words[start].capitalize()
+        words[end - 1] += "."
+        start = end
+    return " ".join(words)
 
 
 def generate_instruction_answer_pairs(
     num_pairs: int, seed: int, min_words: int = 100, max_words: int = 160
 ) -> list[tuple[str, str]]:
-    """``num_pairs`` (instruction, answer) pairs, answers of ``min_words..max_words`` words."""
+    """``num_pairs`` (instruction, answer) pairs, deterministic for ``seed``.
+
+    Each answer has a uniformly drawn number of words in ``[min_words, max_words]``, joined by
+    single spaces (no other whitespace), so ``len(answer.split(" "))`` is that number.
+    """
     if not 1 <= min_words <= max_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    if num_pairs < 0:
+        raise ValueError(f"num_pairs must be >= 0, got {num_pairs}")
     words = lexicon(seed=0)
+    vocabulary = [*FUNCTION_WORDS, *words]
     rng = np.random.default_rng(seed)
+    templates = rng.integers(len(_TEMPLATES), size=num_pairs).tolist()
+    nouns = rng.integers(len(words), size=(num_pairs, 2)).tolist()
+    targets = rng.integers(min_words, max_words + 1, size=num_pairs).tolist()
     pairs = []
-    for _ in range(num_pairs):
-        template = _TEMPLATES[rng.integers(len(_TEMPLATES))]
-        n1, n2 = (words[i] for i in rng.integers(len(words), size=2))
-        instruction = template.format(n1=n1, n2=n2.capitalize())
-        target = int(rng.integers(min_words, max_words + 1))
-        answer: list[str] = []
-        while len(answer) < target:
-            length = min(int(rng.integers(6, 17)), target - len(answer))
-            answer.extend(_sentence(rng, words, max(length, 1)))
-        pairs.append((instruction, " ".join(answer)))
+    for template, (n1, n2), target in zip(templates, nouns, targets):
+        instruction = _TEMPLATES[template].format(n1=words[n1], n2=words[n2].capitalize())
+        pairs.append((instruction, _answer(rng, vocabulary, target)))
     return pairs
