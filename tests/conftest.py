@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -23,6 +26,11 @@ FAST_TRAINING = [
     "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=2",
 ]
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One intra-op thread per xdist worker: two workers on two cores, not four threads fighting.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
