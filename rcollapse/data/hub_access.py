@@ -25,9 +25,10 @@ def _truthy(name: str) -> bool:
     return os.environ.get(name, "0").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def hub_offline_by_env() -> bool:
-    """``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set (to anything but 0/false/no/off)."""
-    return _truthy("HF_HUB_OFFLINE") or _truthy("HF_DATASETS_OFFLINE")
+def hub_offline_by_env(datasets: bool = True) -> bool:
+    """``HF_HUB_OFFLINE`` (or, for data sets, ``HF_DATASETS_OFFLINE``) is set to anything but
+    0/false/no/off."""
+    return _truthy("HF_HUB_OFFLINE") or (datasets and _truthy("HF_DATASETS_OFFLINE"))
 
 
 @functools.lru_cache(maxsize=8)

@@ -8,10 +8,9 @@ retrying for a minute and ending in a generic connection error.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from rcollapse.data.hub_access import hub_reachable
+from rcollapse.data.hub_access import hub_offline_by_env, hub_reachable
 
 
 class ModelUnavailableError(OSError):
@@ -39,7 +38,7 @@ def require_local_or_hub(name_or_path: str, key: str = "model.name_or_path") -> 
         return packaged_model_path(name_or_path.removeprefix("package:"))
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser())
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+    if hub_offline_by_env(datasets=False):
         raise ModelUnavailableError(
             _offline_message(name_or_path, key, "HF_HUB_OFFLINE is set and no local copy was given")
         )
