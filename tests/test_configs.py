@@ -38,7 +38,8 @@ def test_every_utility_instantiates_to_a_callable_on_tensors(option, tmp_path):
 
 @pytest.mark.parametrize("option", group_options("dataset"))
 def test_every_dataset_instantiates_without_touching_the_network(option, tmp_path):
-    cfg = compose_config([f"dataset={option}"], tmp_path)
+    paths = ["dataset.datamodule.source.train_path=a.jsonl", "dataset.datamodule.source.test_path=b.jsonl"]
+    cfg = compose_config([f"dataset={option}", *(paths if option == "rankings_jsonl" else [])], tmp_path)
     tokenizer = instantiate(compose_config([], tmp_path).model.tokenizer)
     datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
     assert datamodule.batch_size == cfg.dataset.datamodule.batch_size

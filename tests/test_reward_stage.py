@@ -67,3 +67,44 @@ def test_run_py_end_to_end_and_two_job_multirun_with_report(tmp_path):
     assert report.returncode == 0, report.stderr
     assert "adaptive" in report.stdout and "open_closed_distance" in report.stdout
     assert (sweep_dir / "report.csv").exists()
+
+
+def test_own_rankings_with_varying_numbers_of_completions_train(tmp_path):
+    import random
+
+    rng = random.Random(0)
+
+    def rows(count):
+        out = []
+        for k in range(count):
+            n = rng.randint(2, 6)
+            completions = [" ".join(["word"] * (3 * (i + 1))) for i in range(n)]
+            out.append({"id": f"q{k}", "prompt": f"question {k}", "completions": completions,
+                        "ranking": list(range(n))[::-1], "type": rng.choice(["open", "closed"])})
+        return "\n".join(json.dumps(r) for r in out) + "\n"
+
+    (tmp_path / "train.jsonl").write_text(rows(12))
+    (tmp_path / "test.jsonl").write_text(rows(6))
+    overrides = [o for o in FAST_TRAINING if ".source.num_" not in o]
+    cfg = compose_config(["dataset=rankings_jsonl", "utility=adaptive", *overrides,
+                          f"dataset.datamodule.source.train_path={tmp_path / 'train.jsonl'}",
+                          f"dataset.datamodule.source.test_path={tmp_path / 'test.jsonl'}"], tmp_path)
+    run(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "rm/test/open_reward_rank2" in metrics
+
+
+def test_malformed_row_stops_before_training_and_names_the_line(tmp_path):
+    from rcollapse.data.ranking_rows import MalformedRowError
+
+    good = {"prompt": "p", "completions": ["a b", "a"], "type": "open"}
+    tied = {**good, "ranking": [0, 0]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(tied) + "\n")
+    (tmp_path / "test.jsonl").write_text(json.dumps(good) + "\n")
+    overrides = [o for o in FAST_TRAINING if ".source.num_" not in o]
+    cfg = compose_config(["dataset=rankings_jsonl", *overrides,
+                          f"dataset.datamodule.source.train_path={tmp_path / 'train.jsonl'}",
+                          f"dataset.datamodule.source.test_path={tmp_path / 'test.jsonl'}"], tmp_path)
+    with pytest.raises(MalformedRowError, match=r"train.jsonl, line 2.*ties"):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
