@@ -25,6 +25,14 @@ def test_every_group_file_composes(group, option, tmp_path):
     assert cfg.trainer.max_steps == cfg.stage.max_steps
 
 
+@pytest.mark.parametrize("option", group_options("logger"))
+def test_every_logger_instantiates(option, tmp_path):
+    from lightning.pytorch.loggers import Logger
+
+    cfg = compose_config([f"logger={option}"], tmp_path)
+    assert isinstance(instantiate(cfg.logger), Logger)
+
+
 @pytest.mark.parametrize("option", group_options("utility"))
 def test_every_utility_instantiates_to_a_callable_on_tensors(option, tmp_path):
     cfg = compose_config([f"utility={option}"], tmp_path)
