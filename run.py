@@ -3,12 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
+from rcollapse.config_resolvers import register_resolvers
+
+register_resolvers()
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from rcollapse.pipeline import run
+    from rcollapse.pipeline import run_job
 
-    return run(cfg)
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

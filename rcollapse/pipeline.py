@@ -19,12 +19,29 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.config_checks import validate_config
+from rcollapse.config_resolvers import register_resolvers
+
+log = logging.getLogger(__name__)
+
+
+def _is_rank_zero() -> bool:
+    """Rank 0 of a multi-process job (Lightning reads RANK / LOCAL_RANK / SLURM_PROCID)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     tmp.replace(path)
+
+
+def _job_ids() -> dict:
+    """The scheduler's ids of this job, when it runs under Slurm."""
+    keys = {"SLURM_JOB_ID": "slurm_job_id", "SLURM_ARRAY_JOB_ID": "slurm_array_job_id",
+            "SLURM_ARRAY_TASK_ID": "slurm_array_task_id"}
+    return {name: os.environ[key] for key, name in keys.items() if key in os.environ}
 
 
 def _finish_wandb(exit_code: int) -> None:
@@ -36,32 +53,58 @@ def _finish_wandb(exit_code: int) -> None:
             print("W&B run saved offline; upload it with `wandb sync <run dir>/wandb/offline-run-*`")
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """The Hydra task: :func:`run`, except that in a multirun a failing job (its status and
+    traceback already in its run dir) lets the sweep go on unless ``fail_fast`` is set."""
+    try:
+        return run(cfg)
+    except Exception as err:
+        if _in_multirun() and not cfg.get("fail_fast", False):
+            log.error("job failed (%s: %s); see status.json in its run dir. The sweep goes on "
+                      "(fail_fast=true stops it).", type(err).__name__, err)
+            return None
+        raise
+
+
 def run(cfg: DictConfig) -> float | None:
     """Run ``cfg.stage`` and return ``cfg.optimized_metric`` (for Hydra sweepers), if set."""
+    register_resolvers()
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")
     # Lightning has its own console handler; without this, Hydra's root handler prints it twice.
     logging.getLogger("lightning.pytorch").propagate = False
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    leader = _is_rank_zero()  # in DDP every rank runs this; only rank 0 writes the run's files
     status_path = output_dir / "status.json"
-    _write_json(status_path, {"status": "running", "stage": cfg.stage.name})
+    if leader:
+        (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **_job_ids()})
     try:
         L.seed_everything(cfg.seed, workers=True)
         stage_runner = instantiate(cfg.stage.runner)
         metrics = stage_runner(cfg, output_dir)
     except BaseException as err:
-        _write_json(status_path, {
-            "status": "failed",
-            "stage": cfg.stage.name,
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(),
-        })
+        if leader:
+            _write_json(status_path, {
+                "status": "failed",
+                "stage": cfg.stage.name,
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(),
+                **_job_ids(),
+            })
         _finish_wandb(exit_code=1)
         raise
     _finish_wandb(exit_code=0)
-    _write_json(output_dir / "metrics.json", metrics)
-    _write_json(status_path, {"status": "completed", "stage": cfg.stage.name})
+    if leader:
+        _write_json(output_dir / "metrics.json", metrics)
+        _write_json(status_path, {"status": "completed", "stage": cfg.stage.name, **_job_ids()})
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -26,13 +26,16 @@ def build_loggers(cfg: DictConfig) -> list:
 
 
 def resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
-    """``ckpt_path``: null (fresh run), a checkpoint file, or ``last`` (this run dir's last.ckpt)."""
+    """The checkpoint to continue from: with ``resume`` (true or a run dir, which is then this
+    run's dir) or ``ckpt_path=last``, this run dir's ``checkpoints/last.ckpt`` if it exists (a
+    job killed before its first checkpoint starts afresh); else ``ckpt_path`` (a file) or None."""
+    resume = cfg.get("resume")
     ckpt = cfg.get("ckpt_path")
-    if ckpt in (None, "", "null"):
-        return None
-    if ckpt == "last":
+    if (resume not in (None, False, "", "false")) or ckpt == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
         return str(last) if last.exists() else None
+    if ckpt in (None, "", "null"):
+        return None
     if not Path(ckpt).exists():
         raise FileNotFoundError(f"ckpt_path={ckpt!r} does not exist")
     return str(ckpt)

@@ -42,6 +42,9 @@ def _offline(monkeypatch):
 
 def compose_config(overrides: list[str], tmp_path: Path):
     """The composed config with run paths under ``tmp_path`` (no Hydra runtime needed)."""
+    from rcollapse.config_resolvers import register_resolvers
+
+    register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(

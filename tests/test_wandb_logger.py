@@ -15,7 +15,8 @@ def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):
     logged = contents["history"] | contents["summary"]
     logged |= {key.rsplit("/", 1)[0] for key in logged if key.endswith("/_type")}  # images
     for key in ("rm/train/loss", "rm/val/pair_acc", "rm/test/open_closed_distance",
-                "rm/figures/rewards_by_rank_test", "rm/figures/rewards_over_training"):
+                "rm/figures/rewards_by_rank_test", "rm/figures/rewards_over_training",
+                "rm/val/open_rewards", "rm/val/closed_rewards"):  # reward histograms
         assert key in logged, key
     images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
     assert len(images) >= 3

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_rows import RankingRow
+from rcollapse.data.resumable_sampler import ResumableShuffleSampler
+
+# The training order is rebuilt from (seed, epoch, step) on resume (ResumableShuffleSampler), so
+# Lightning's warning about resuming mid-epoch with a plain DataLoader does not apply here.
+warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 
 class RowDataset(Dataset):
@@ -28,6 +36,13 @@ class RankingDataModule(L.LightningDataModule):
     Validation runs on the test prompts (the paper tracks them over training); ``test``
     evaluates the test prompts and a fixed probe of the first ``train_probe_size`` training
     prompts, in the order of ``test_split_names`` (collapse is measured on both).
+
+    Training rows are drawn by :class:`ResumableShuffleSampler` (order set by ``shuffle_seed``,
+    the epoch and the process's rank), so a resumed run continues with the very batches an
+    uninterrupted one would see; it also shards the rows across DDP processes, so the trainer
+    runs with ``use_distributed_sampler=False``. Every process evaluates every test prompt (a
+    few dozen): the collapse metrics need each prompt's whole reward vector and are then equal
+    on all ranks without a gather.
     """
 
     test_split_names = ("test", "train")
@@ -41,6 +56,7 @@ class RankingDataModule(L.LightningDataModule):
         num_workers: int = 0,
         max_length: int = 512,
         train_probe_size: int = 16,
+        shuffle_seed: int = 0,
     ):
         super().__init__()
         self.source = source
@@ -49,6 +65,7 @@ class RankingDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
         self.train_probe_size = train_probe_size
+        self.shuffle_seed = shuffle_seed
         self.splits: dict[str, list[RankingRow]] | None = None
 
     def prepare_data(self) -> None:
@@ -70,11 +87,12 @@ class RankingDataModule(L.LightningDataModule):
         self.setup()
         return self.splits[split]
 
-    def _loader(self, rows, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, rows, batch_size: int, sampler=None) -> DataLoader:
         return DataLoader(
             RowDataset(rows),
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            shuffle=False,
             drop_last=False,
             collate_fn=self.collate,
             num_workers=self.num_workers,
@@ -82,14 +100,22 @@ class RankingDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._rows("train"), self.batch_size, shuffle=True)
+        rows = self._rows("train")
+        trainer = self.trainer
+        replicas, rank, skip = 1, 0, 0
+        if trainer is not None:
+            replicas, rank = trainer.world_size, trainer.global_rank
+            steps_per_epoch = math.ceil(math.ceil(len(rows) / replicas) / self.batch_size)
+            skip = trainer.global_step % steps_per_epoch  # > 0 only when resuming mid-epoch
+        sampler = ResumableShuffleSampler(len(rows), self.shuffle_seed, self.batch_size, replicas, rank, skip)
+        return self._loader(rows, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._rows("test"), self.eval_batch_size, shuffle=False)
+        return self._loader(self._rows("test"), self.eval_batch_size)
 
     def test_dataloader(self) -> list[DataLoader]:
         probe = self._rows("train")[: self.train_probe_size]
         return [
-            self._loader(self._rows("test"), self.eval_batch_size, shuffle=False),
-            self._loader(probe, self.eval_batch_size, shuffle=False),
+            self._loader(self._rows("test"), self.eval_batch_size),
+            self._loader(probe, self.eval_batch_size),
         ]

@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
+from rcollapse.analysis.collapse_metrics import pooled_by_type
 from rcollapse.analysis.collapse_plots import plot_rewards_by_rank, plot_rewards_over_training
 
 
@@ -30,7 +31,9 @@ class CollapseFiguresCallback(L.Callback):
         collected = pl_module.eval_rewards.get("val")
         if collected:
             vectors = [v for v, _ in collected]
-            self.history.append((trainer.global_step, vectors, np.array([o for _, o in collected])))
+            openness = np.array([o for _, o in collected])
+            self.history.append((trainer.global_step, vectors, openness))
+            self._log_histograms(trainer, vectors, openness)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.history:
@@ -63,6 +66,21 @@ class CollapseFiguresCallback(L.Callback):
             payload = {"rewards": [v.tolist() for v in vectors], "openness": openness.tolist()}
             (self.output_dir / f"rewards_{split}.json").write_text(json.dumps(payload))
         self._log_images(trainer, images)
+
+    @staticmethod
+    def _log_histograms(trainer: L.Trainer, vectors, openness) -> None:
+        """Per-type histograms of the test prompts' rewards, so runs compare on a W&B dashboard."""
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not loggers:
+            return
+        import wandb
+
+        open_rewards, closed_rewards = pooled_by_type(vectors, openness)
+        payload = {f"rm/val/{kind}_rewards": wandb.Histogram(values.tolist(), num_bins=20)
+                   for kind, values in (("open", open_rewards), ("closed", closed_rewards)) if values.size}
+        payload["trainer/global_step"] = trainer.global_step
+        for logger in loggers:
+            logger.experiment.log(payload)
 
     @staticmethod
     def _log_images(trainer: L.Trainer, images: dict[str, Path]) -> None:

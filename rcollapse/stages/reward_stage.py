@@ -9,17 +9,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from rcollapse.config_resolvers import config_choice
 from rcollapse.stages.collapse_figures import CollapseFiguresCallback
 from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
-
-
-def utility_label(cfg: DictConfig) -> str:
-    """The utility's config choice (e.g. ``x_inv``) when run through Hydra, else its class."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return str(HydraConfig.get().runtime.choices.get("utility"))
-    return cfg.utility._target_.rsplit(".", 1)[-1]
 
 
 def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
@@ -44,7 +36,8 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         save_top_k=1,
         save_last=True,
     )
-    title = f"utility={utility_label(cfg)}"
+    choice = config_choice("utility")
+    title = f"utility={choice if choice != 'unknown' else cfg.utility._target_.rsplit('.', 1)[-1]}"
     callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, output_dir))
