@@ -10,9 +10,9 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from rcollapse.pipeline import run_job
+    from rcollapse.pipeline import run
 
-    return run_job(cfg)
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -53,28 +53,12 @@ def _finish_wandb(exit_code: int) -> None:
             print("W&B run saved offline; upload it with `wandb sync <run dir>/wandb/offline-run-*`")
 
 
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def run_job(cfg: DictConfig) -> float | None:
-    """The Hydra task: :func:`run`, except that in a multirun a failing job (its status and
-    traceback already in its run dir) lets the sweep go on unless ``fail_fast`` is set."""
-    try:
-        return run(cfg)
-    except Exception as err:
-        if _in_multirun() and not cfg.get("fail_fast", False):
-            log.error("job failed (%s: %s); see status.json in its run dir. The sweep goes on "
-                      "(fail_fast=true stops it).", type(err).__name__, err)
-            return None
-        raise
-
-
 def run(cfg: DictConfig) -> float | None:
-    """Run ``cfg.stage`` and return ``cfg.optimized_metric`` (for Hydra sweepers), if set."""
+    """Run ``cfg.stage`` and return ``cfg.optimized_metric`` (for Hydra sweepers), if set.
+
+    In a multirun Hydra records a failed job and goes on with the others; see
+    ``rcollapse.hydra_callbacks.FailFastCallback`` for ``fail_fast``.
+    """
     register_resolvers()
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)

@@ -38,11 +38,14 @@ def read_records(path: Path) -> list:
 
 
 def run_contents(path: Path) -> dict[str, set[str]]:
-    """Keys of the run's config, history (metrics) and summary."""
-    out = {"config": set(), "history": set(), "summary": set()}
+    """Keys of the run's config, history (metrics) and summary; its tags and group."""
+    out = {"config": set(), "history": set(), "summary": set(), "tags": set(), "group": set()}
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
-        if kind == "config":
+        if kind == "run":
+            out["tags"] |= set(record.run.tags)
+            out["group"] |= {record.run.run_group} if record.run.run_group else set()
+        elif kind == "config":
             out["config"] |= {item.key for item in record.config.update}
         elif kind == "history":
             out["history"] |= {item.key or "/".join(item.nested_key) for item in record.history.item}

@@ -78,7 +78,7 @@ class RankingRewardModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         rewards, _, loss = self._collect("val", batch)
-        self.log("rm/val/loss", loss, batch_size=rewards.size(0))
+        self.log("rm/val/loss", loss, batch_size=rewards.size(0), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_collapse("val", "rm/val")
@@ -90,7 +90,8 @@ class RankingRewardModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self.test_split_names[dataloader_idx]
         rewards, mask, loss = self._collect(split, batch)
-        self.log(f"rm/{split}/eval_loss", loss, batch_size=rewards.size(0), add_dataloader_idx=False)
+        self.log(f"rm/{split}/eval_loss", loss, batch_size=rewards.size(0), add_dataloader_idx=False,
+                 sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         for split in self.test_split_names:
@@ -104,9 +105,12 @@ class RankingRewardModule(L.LightningModule):
         openness = np.array([o for _, o in collected])
         metrics = collapse_metrics(vectors, openness, prefix)
         # pair_acc (rm/val/pair_acc, …) is computed over every prompt of the split here.
+        # Under DDP every rank evaluates every prompt (see RankingDataModule), so these values are
+        # equal on all ranks; sync_dist averages equal numbers and keeps Lightning content.
         pair_acc = metrics.pop(f"{prefix}/pair_acc")
-        self.log(f"{prefix}/pair_acc", pair_acc, prog_bar=split == "val", add_dataloader_idx=False)
-        self.log_dict(metrics, add_dataloader_idx=False)
+        self.log(f"{prefix}/pair_acc", pair_acc, prog_bar=split == "val", add_dataloader_idx=False,
+                 sync_dist=True)
+        self.log_dict(metrics, add_dataloader_idx=False, sync_dist=True)
 
     # ---- optimisation: AdamW-style partial + linear warm-up ------------------------------------
     def configure_optimizers(self):

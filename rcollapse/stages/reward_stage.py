@@ -40,7 +40,10 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     title = f"utility={choice if choice != 'unknown' else cfg.utility._target_.rsplit('.', 1)[-1]}"
     callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg, output_dir))
+    ckpt_path = resolve_ckpt_path(cfg, output_dir)
+    if ckpt_path:
+        print(f"resuming from {ckpt_path}")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_metrics = dict(trainer.callback_metrics)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = final_metrics(fit_metrics, trainer.callback_metrics)
