@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,3 +185,20 @@ def test_invalid_values_fail_before_training_naming_the_key(overrides, key, tmp_
 def test_unknown_stage_lists_the_choices():
     proc = run_py("stage=bogus", check=False, timeout=120)
     assert proc.returncode != 0 and "Could not find 'stage/bogus'" in proc.stderr and "reward" in proc.stderr
+
+
+def test_runs_started_together_get_their_own_dirs(tmp_path):
+    # Default run dirs (no hydra.run.dir): outputs/runs/<date>/<H-M-S-microseconds>.
+    args = ["stage.max_steps=1", "stage.val_every_n_steps=1", "dataset.datamodule.source.num_train=4",
+            "dataset.datamodule.source.num_test=2", "dataset.datamodule.train_probe_size=2",
+            "trainer.enable_progress_bar=false", f"paths.cache_dir={tmp_path}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, "run.py", *args], cwd=REPO, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    dirs = [line.split("outputs in ", 1)[1].strip() for out in outs for line in out.splitlines()
+            if "outputs in " in line]
+    assert len(dirs) == 2 and dirs[0] != dirs[1]
+    for d in dirs:
+        assert (Path(d) / "metrics.json").exists()
+        shutil.rmtree(d)  # they live in the repo's outputs/
