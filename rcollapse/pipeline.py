@@ -65,7 +65,8 @@ def run(cfg: DictConfig) -> float | None:
     output_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")
     # Lightning has its own console handler; without this, Hydra's root handler prints it twice.
-    logging.getLogger("lightning.pytorch").propagate = False
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
     leader = _is_rank_zero()  # in DDP every rank runs this; only rank 0 writes the run's files
     status_path = output_dir / "status.json"
     if leader:
