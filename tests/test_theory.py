@@ -1,0 +1,116 @@
+"""The collapse program: optimality, endpoints, symmetry, the exact answer for x, Beta limits."""
+
+import numpy as np
+import pytest
+import torch
+
+from rcollapse.theory import (
+    ks_distance,
+    limit_distribution,
+    logsigmoid_endpoint_mass,
+    objective_and_gradient,
+    solve_collapse,
+    wasserstein1_to_cdf,
+)
+from rcollapse.utilities import (
+    InverseUtility,
+    LinearUtility,
+    LogSigmoidUtility,
+    LogUtility,
+    NegPowerUtility,
+    PowerUtility,
+)
+
+STRICTLY_CONCAVE = {
+    "log_eps0": LogUtility(eps=0),
+    "x_inv_eps0": InverseUtility(eps=0),
+    "neg_power_eps0": NegPowerUtility(gamma=0.5, eps=0),
+    "power_eps0": PowerUtility(gamma=0.5, eps=0),
+    "x_inv_shifted": InverseUtility(eps=0.1),
+    "logsigmoid": LogSigmoidUtility(scale=4.0),
+}
+
+
+def brute_objective(utility, r) -> float:
+    r = torch.tensor(r, dtype=torch.float64)
+    i, j = torch.triu_indices(r.numel(), r.numel(), 1)
+    return float(utility(r[i] - r[j]).sum())
+
+
+@pytest.mark.parametrize("name", STRICTLY_CONCAVE)
+@pytest.mark.parametrize("n", [2, 7, 40])
+def test_solution_is_optimal_with_endpoints_and_symmetry(name, n):
+    u = STRICTLY_CONCAVE[name]
+    sol = solve_collapse(u, n)
+    r = sol.rewards
+    assert r[0] == pytest.approx(1.0) and r[-1] == pytest.approx(0.0, abs=1e-15)
+    assert np.all(np.diff(r) <= 1e-12)  # sorted descending
+    assert np.max(np.abs(r + r[::-1] - 1)) < 1e-4  # r_i + r_{n+1-i} = 1
+    assert sol.duality_gap <= 1e-6 * max(1.0, abs(sol.objective))  # KKT residual
+    assert sol.objective == pytest.approx(brute_objective(u, r), rel=1e-10)
+    # no feasible perturbation does better (a few random sorted vectors near the solution)
+    rng = np.random.default_rng(n)
+    for _ in range(5):
+        other = np.clip(np.sort(r + rng.normal(0, 1e-3, n))[::-1], 0, 1)
+        other[0], other[-1] = 1.0, 0.0
+        assert brute_objective(u, other) <= sol.objective + 1e-9 * abs(sol.objective)
+
+
+def test_gradient_matches_autograd_on_all_pairs():
+    u = NegPowerUtility(gamma=0.7, eps=0.05)
+    r = torch.tensor(np.sort(np.random.default_rng(0).random(30))[::-1].copy(), dtype=torch.float64)
+    value, grad = objective_and_gradient(u, r, block=7)
+    x = r.clone().requires_grad_(True)
+    i, j = torch.triu_indices(30, 30, 1)
+    total = u(x[i] - x[j]).sum()
+    (expected,) = torch.autograd.grad(total, x)
+    assert value == pytest.approx(float(total.detach()))
+    torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 101])
+def test_x_gives_the_exact_two_point_answer(n):
+    r = solve_collapse(LinearUtility(), n).rewards
+    half = n // 2
+    assert np.all(r[:half] == 1.0) and np.all(r[n - half:] == 0.0)
+    if n % 2:
+        assert r[half] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("utility", "name"),
+    [(PowerUtility(gamma=0.5, eps=0), "beta"), (NegPowerUtility(gamma=0.5, eps=0), "beta"),
+     (InverseUtility(eps=0), "uniform")],
+    ids=["class1_power", "class2_neg_power", "x_inv"],
+)
+def test_ks_distance_to_the_limit_decreases_with_n(utility, name):
+    limit = limit_distribution(utility)
+    assert limit.name == name
+    distances = [ks_distance(solve_collapse(utility, n).rewards, limit.cdf) for n in (8, 32, 128)]
+    assert distances[0] > distances[1] > distances[2]
+    assert wasserstein1_to_cdf(solve_collapse(utility, 128).rewards, limit.cdf) < 0.02
+
+
+def test_limit_parameters():
+    assert limit_distribution(PowerUtility(gamma=0.4, eps=0)).params == pytest.approx({"a": 0.3, "b": 0.3})
+    assert limit_distribution(NegPowerUtility(gamma=0.4, eps=0)).params == pytest.approx({"a": 0.7, "b": 0.7})
+    assert limit_distribution(LogUtility(eps=0)).params == pytest.approx({"a": 0.5, "b": 0.5})
+    assert limit_distribution(LinearUtility()).name == "two_point"
+    assert limit_distribution(LogSigmoidUtility()) is None
+
+
+def test_logsigmoid_mass_at_one_respects_theorem_4():
+    u = LogSigmoidUtility(scale=4.0)
+    bound = logsigmoid_endpoint_mass(u)  # U'(1)/(U'(0)+U'(1)) = (1−σ(4))/(½ + 1−σ(4))
+    s4 = 1 / (1 + np.exp(-4.0))
+    assert bound == pytest.approx((1 - s4) / (0.5 + 1 - s4))
+    r = solve_collapse(u, 200).rewards
+    assert np.mean(r > 1 - 1e-3) >= bound - 0.02
+
+
+def test_ks_distance_against_scipy():
+    from scipy import stats
+
+    x = np.random.default_rng(1).beta(0.5, 0.5, 300)
+    assert ks_distance(x, stats.beta(0.5, 0.5).cdf) == pytest.approx(
+        stats.kstest(x, stats.beta(0.5, 0.5).cdf).statistic)
