@@ -1,0 +1,41 @@
+"""Theorem 3.3's bandit: Monte-Carlo underperformance rates against the closed forms."""
+
+import numpy as np
+import pytest
+
+from rcollapse.bandit import SETTINGS, closed_form_underperformance, make_problem, policy_updates, simulate
+
+
+@pytest.mark.parametrize("setting", ["high", "low"])
+def test_monte_carlo_rates_match_the_closed_forms_and_aware_is_safer(setting):
+    # small true rewards against the noise, so that underperformance is common enough to measure
+    r_star, variances = make_problem(200, SETTINGS[setting], reward_loc=0.05, reward_scale=0.3, seed=0)
+    result = simulate(r_star, variances, epsilon=1.0, num_draws=20000, seed=1)
+    for method in ("unaware", "aware"):
+        p = result.underperformance_closed_form[method]
+        tolerance = 4 * np.sqrt(p * (1 - p) / 20000) + 1e-3
+        assert result.underperformance_mc[method] == pytest.approx(p, abs=tolerance)
+    assert result.underperformance_closed_form["aware"] <= result.underperformance_closed_form["unaware"]
+
+
+def test_updates_have_the_stated_sizes():
+    rng = np.random.default_rng(0)
+    variances = rng.uniform(3, 100, 50)
+    r_hat = rng.normal(size=(4, 50))
+    pi0 = np.full(50, 1 / 50)
+    pi1, pi2 = policy_updates(r_hat, variances, pi0, epsilon=2.0)
+    assert np.allclose(np.sum((pi1 - pi0) ** 2, 1), 2.0)  # ‖π1 − π0‖² = ε
+    assert np.allclose(np.sum(variances * (pi2 - pi0) ** 2, 1), variances.min() * 2.0)  # ‖·‖²_Σ = ε̃
+
+
+def test_closed_form_is_never_larger_for_the_aware_update():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        r_star, variances = rng.normal(size=20), rng.uniform(0.1, 50, 20)
+        p = closed_form_underperformance(r_star, variances)
+        assert p["aware"] <= p["unaware"] + 1e-12
+
+
+def test_bad_variance_range_names_the_key():
+    with pytest.raises(ValueError, match="bandit.variance_range"):
+        make_problem(10, (5.0, 1.0), 0.0, 1.0, 0)
