@@ -90,7 +90,16 @@ def _exponentiated_gradient(utility, g: torch.Tensor, tol: float, max_iter: int,
 
 def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, block: int = 1024,
                    warm_start_below: int = 200) -> CollapseSolution:
-    """The collapsed reward vector for ``n`` completions under ``utility`` (sorted descending)."""
+    """The collapsed reward vector for ``n`` completions under ``utility`` (sorted descending).
+
+    Safe to call under ``torch.no_grad`` / ``inference_mode`` (e.g. from a Lightning test step):
+    the gradients it needs are computed in their own autograd context.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _solve_collapse(utility, n, tol, max_iter, block, warm_start_below)
+
+
+def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below) -> CollapseSolution:
     if n < 2:
         raise ValueError(f"theory.n must be >= 2, got {n}")
     if getattr(utility, "prompt_aware", False):
@@ -105,7 +114,7 @@ def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, blo
         value, _ = objective_and_gradient(utility, torch.tensor(r, dtype=torch.float64), block)
         return CollapseSolution(r, value, 0.0, 0)
     if n > warm_start_below:
-        coarse = solve_collapse(utility, max(2, n // 4), tol, max_iter, block, warm_start_below)
+        coarse = _solve_collapse(utility, max(2, n // 4), tol, max_iter, block, warm_start_below)
         grid = np.linspace(0, 1, n)
         r0 = np.interp(grid, np.linspace(0, 1, coarse.rewards.size), coarse.rewards)
         g0 = np.maximum(-np.diff(r0), 1e-12 / n)

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from rcollapse.bandit import SETTINGS, closed_form_underperformance, make_problem, policy_updates, simulate
+from rcollapse.bandit import (
+    SETTINGS,
+    closed_form_underperformance,
+    make_problem,
+    policy_updates,
+    simulate,
+)
 
 
 @pytest.mark.parametrize("setting", ["high", "low"])

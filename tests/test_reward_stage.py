@@ -14,6 +14,7 @@ EXPECTED_KEYS = {
     "rm/train/loss", "rm/val/loss", "rm/val/pair_acc", "rm/val/open_closed_distance",
     "rm/test/open_closed_distance", "rm/test/pair_acc", "rm/test/open_reward_rank1",
     "rm/test/closed_reward_rank8", "rm/train/open_closed_distance",
+    "rm/test/theory_distance_open", "rm/test/theory_distance_closed",
 }
 
 

@@ -49,7 +49,8 @@ class CollapseFiguresCallback(L.Callback):
         (self.output_dir / "reward_history.json").write_text(json.dumps(history))
         self._log_images(trainer, {"rm/figures/rewards_over_training": path})
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module) -> None:
+        # after the module's on_test_epoch_end, which computes the theory profiles to overlay
         if not trainer.is_global_zero:
             return
         images = {}
@@ -58,9 +59,10 @@ class CollapseFiguresCallback(L.Callback):
                 continue
             vectors = [v for v, _ in collected]
             openness = np.array([o for _, o in collected])
+            overlay = {f"theory ({kind})": r for kind, r in pl_module.theory_profiles.get(split, {}).items()}
             path = plot_rewards_by_rank(
                 vectors, openness, self.output_dir / "figures" / f"rewards_by_rank_{split}.png",
-                title=f"{self.title} ({split} prompts)".strip(),
+                title=f"{self.title} ({split} prompts)".strip(), overlay=overlay,
             )
             images[f"rm/figures/rewards_by_rank_{split}"] = path
             payload = {"rewards": [v.tolist() for v in vectors], "openness": openness.tolist()}

@@ -14,8 +14,9 @@ import lightning as L
 import numpy as np
 import torch
 
-from rcollapse.analysis.collapse_metrics import collapse_metrics
+from rcollapse.analysis.collapse_metrics import collapse_metrics, wasserstein1
 from rcollapse.ranking_objective import pad_groups, pair_accuracy, ranking_loss
+from rcollapse.theory import solve_collapse
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -40,6 +41,9 @@ class RankingRewardModule(L.LightningModule):
         self.test_split_names = tuple(test_split_names)
         # Per-prompt reward vectors collected during evaluation: {split: [(vector, openness)]}.
         self.eval_rewards: dict[str, list[tuple[np.ndarray, float]]] = {}
+        # The collapse program's prediction for each prompt type of a split: {split: {type: r}}.
+        self.theory_profiles: dict[str, dict[str, np.ndarray]] = {}
+        self._solved: dict[tuple[float, int], np.ndarray] = {}
 
     # ---- the forward: one pass over all B·n completions -------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,6 +100,31 @@ class RankingRewardModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         for split in self.test_split_names:
             self._log_collapse(split, f"rm/{split}")
+            self._log_theory_distance(split, f"rm/{split}")
+
+    def predicted_profile(self, openness: float, n: int) -> np.ndarray:
+        """The collapse program's solution for the utility this prompt type trains with (same n)."""
+        key = (openness, n)
+        if key not in self._solved:
+            self._solved[key] = solve_collapse(self.utility.for_openness(openness), n).rewards
+        return self._solved[key]
+
+    def _log_theory_distance(self, split: str, prefix: str) -> None:
+        """Paper Fig. 1: W1 between each type's observed rewards and the predicted collapsed ones."""
+        collected = self.eval_rewards.get(split) or []
+        profiles = {}
+        for kind, is_kind in (("open", lambda o: o > 0), ("closed", lambda o: o <= 0)):
+            chosen = [(v, o) for v, o in collected if is_kind(o)]
+            if not chosen:
+                continue
+            n = int(np.bincount([len(v) for v, _ in chosen]).argmax())  # the usual number of completions
+            openness = float(np.median([o for _, o in chosen]))
+            predicted = self.predicted_profile(openness, n)
+            observed = np.concatenate([v for v, _ in chosen if len(v) == n])
+            profiles[kind] = predicted
+            self.log(f"{prefix}/theory_distance_{kind}", wasserstein1(observed, predicted),
+                     add_dataloader_idx=False, sync_dist=True)
+        self.theory_profiles[split] = profiles
 
     def _log_collapse(self, split: str, prefix: str) -> None:
         collected = self.eval_rewards.get(split)

@@ -1,0 +1,55 @@
+"""stage=theory and stage=bandit through the pipeline: their JSON files, metrics and figures."""
+
+import json
+
+import pytest
+
+from rcollapse.pipeline import run
+from tests.conftest import compose_config
+
+
+def test_theory_stage_writes_the_solution_and_the_distance_to_its_limit(tmp_path):
+    cfg = compose_config(["stage=theory", "utility=power", "utility.gamma=0.5", "utility.eps=0",
+                          "theory.n=64"], tmp_path)
+    run(cfg)
+    out = tmp_path / "run"
+    theory = json.loads((out / "theory.json").read_text())
+    assert theory["n"] == 64 and len(theory["rewards"]) == 64
+    assert theory["rewards"] == sorted(theory["rewards"], reverse=True)
+    assert theory["limit"] == {"name": "beta", "params": {"a": 0.25, "b": 0.25}}
+    assert 0 < theory["ks_distance"] < 0.05
+    assert (out / "figures" / "theory_distribution.png").stat().st_size > 5000
+    assert "theory/ks_distance" in json.loads((out / "metrics.json").read_text())
+
+
+def test_theory_stage_for_a_prompt_aware_utility_uses_the_prompt_type(tmp_path):
+    cfg = compose_config(["stage=theory", "utility=adaptive", "theory.openness=-1", "theory.n=9"], tmp_path)
+    run(cfg)
+    theory = json.loads((tmp_path / "run" / "theory.json").read_text())
+    assert theory["limit"]["name"] == "two_point"  # closed-ended prompts train with U = x
+    assert theory["rewards"] == [1.0] * 4 + [0.5] + [0.0] * 4
+
+
+@pytest.mark.parametrize("setting", ["high", "low"])
+def test_bandit_stage_reports_both_methods(setting, tmp_path):
+    cfg = compose_config(["stage=bandit", f"bandit.setting={setting}", "bandit.num_draws=2000",
+                          "bandit.d=200"], tmp_path)
+    run(cfg)
+    out = tmp_path / "run"
+    result = json.loads((out / "bandit.json").read_text())
+    for method in ("unaware", "aware"):
+        assert set(result["methods"][method]) == {"return_mean", "return_std", "underperformance_mc",
+                                                  "underperformance_closed_form"}
+    aware, unaware = result["methods"]["aware"], result["methods"]["unaware"]
+    assert aware["underperformance_closed_form"] <= unaware["underperformance_closed_form"]
+    if setting == "high":  # heterogeneous variances: the aware update is much less spread
+        assert result["std_ratio_unaware_over_aware"] > 2
+    else:  # near-homogeneous variances: the two are close
+        assert result["std_ratio_unaware_over_aware"] < 1.3
+    assert (out / "figures" / "bandit_returns.png").stat().st_size > 5000
+
+
+def test_bandit_stage_rejects_an_unknown_setting(tmp_path):
+    cfg = compose_config(["stage=bandit", "bandit.setting=medium"], tmp_path)
+    with pytest.raises(ValueError, match="bandit.setting"):
+        run(cfg)
