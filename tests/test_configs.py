@@ -22,7 +22,8 @@ def test_every_group_file_composes(group, option, tmp_path):
         assert cfg.trainer.accelerator in ("cpu", "gpu")
     else:
         assert cfg[group] is not None
-    assert cfg.trainer.max_steps == cfg.stage.max_steps
+    if "max_steps" in cfg.stage:  # training stages drive the trainer's step budget
+        assert cfg.trainer.max_steps == cfg.stage.max_steps
 
 
 @pytest.mark.parametrize("option", group_options("logger"))
