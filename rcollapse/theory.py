@@ -114,7 +114,8 @@ def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below) -> Colla
         value, _ = objective_and_gradient(utility, torch.tensor(r, dtype=torch.float64), block)
         return CollapseSolution(r, value, 0.0, 0)
     if n > warm_start_below:
-        coarse = _solve_collapse(utility, max(2, n // 4), tol, max_iter, block, warm_start_below)
+        # the coarse levels only need to be good starting points
+        coarse = _solve_collapse(utility, max(2, n // 4), tol, min(max_iter, 200), block, warm_start_below)
         grid = np.linspace(0, 1, n)
         r0 = np.interp(grid, np.linspace(0, 1, coarse.rewards.size), coarse.rewards)
         g0 = np.maximum(-np.diff(r0), 1e-12 / n)

@@ -53,3 +53,21 @@ def test_bandit_stage_rejects_an_unknown_setting(tmp_path):
     cfg = compose_config(["stage=bandit", "bandit.setting=medium"], tmp_path)
     with pytest.raises(ValueError, match="bandit.setting"):
         run(cfg)
+
+
+def test_theory_multirun_over_gamma_gives_one_panel_per_class(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "run.py", "-m", "stage=theory", "utility=power,neg_power",
+                           "utility.gamma=0.25,0.75", "utility.eps=0", "theory.n=16",
+                           f"hydra.sweep.dir={sweep}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(sweep.glob("*/theory.json"))) == 4
+    report = subprocess.run([sys.executable, "-m", "rcollapse.report", str(sweep)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0 and "theory_by_class.png" in report.stdout
+    assert (sweep / "theory_by_class.png").stat().st_size > 5000

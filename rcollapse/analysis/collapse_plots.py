@@ -192,3 +192,33 @@ def plot_utility_comparison(rows: Sequence[dict], path, title: str = "") -> Path
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_theory_by_class(theory_runs: Sequence[dict], path) -> Path:
+    """Paper Fig. 2: one panel per utility class, the collapsed solutions' CDFs (one per run of
+    a multirun, e.g. over γ) with each one's limit law dashed. ``theory_runs`` are the runs'
+    ``theory.json`` payloads (``utility``, ``rewards``, ``limit``)."""
+    from scipy import stats
+
+    plt = _pyplot()
+    by_class: dict[str, list[dict]] = {}
+    for run in theory_runs:
+        by_class.setdefault(str(run["utility"]).split("(", 1)[0], []).append(run)
+    fig, axes = plt.subplots(1, len(by_class), figsize=(4.2 * len(by_class), 3.6), squeeze=False)
+    t = np.linspace(0, 1, 401)
+    for ax, (name, runs) in zip(axes[0], sorted(by_class.items())):
+        for k, run in enumerate(sorted(runs, key=lambda r: str(r["utility"]))):
+            colour = plt.get_cmap("viridis")(k / max(1, len(runs) - 1))
+            x = np.sort(np.asarray(run["rewards"], float))
+            label = str(run["utility"]).split("(", 1)[1].rstrip(")")
+            ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", color=colour, label=label)
+            limit = run.get("limit")
+            if limit and limit["name"] == "beta":
+                ax.plot(t, stats.beta(limit["params"]["a"], limit["params"]["b"]).cdf(t), "--", color=colour)
+            elif limit and limit["name"] == "uniform":
+                ax.plot(t, t, "--", color=colour)
+        ax.set(title=name, xlabel="reward", ylabel="CDF", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=6)
+    fig.suptitle("collapsed reward distributions (solid) and their limits (dashed)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -316,4 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {figure}")
     else:
         print("no rm/test/*_reward_rank* metrics in completed runs: no comparison figure")
+    theory_runs = [json.loads((Path(d) / "theory.json").read_text()) for d in df["run_dir"]
+                   if (Path(d) / "theory.json").exists()]
+    if theory_runs:
+        from rcollapse.analysis.collapse_plots import plot_theory_by_class
+
+        print(f"wrote {plot_theory_by_class(theory_runs, out / 'theory_by_class.png')}")
     return 0
