@@ -36,7 +36,7 @@ class CollapseSolution:
     iterations: int
 
 
-def objective(utility, r: torch.Tensor, block: int = 1024) -> float:
+def objective(utility, r: torch.Tensor, block: int = 256) -> float:
     """S(r) alone (no gradient): what a line search needs, at a third of the cost."""
     n = r.numel()
     total = 0.0
@@ -50,7 +50,7 @@ def objective(utility, r: torch.Tensor, block: int = 1024) -> float:
     return total
 
 
-def objective_and_gradient(utility, r: torch.Tensor, block: int = 1024) -> tuple[float, torch.Tensor]:
+def objective_and_gradient(utility, r: torch.Tensor, block: int = 256) -> tuple[float, torch.Tensor]:
     """S(r) and ∂S/∂r, over all pairs i < j, in blocks of rows (O(n²) time, O(block·n) memory)."""
     n = r.numel()
     total = torch.zeros((), dtype=r.dtype)
@@ -103,7 +103,7 @@ def _exponentiated_gradient(utility, g: torch.Tensor, tol: float, max_iter: int,
     return g, value, gap, it
 
 
-def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, block: int = 1024,
+def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, block: int = 256,
                    warm_start_below: int = 200) -> CollapseSolution:
     """The collapsed reward vector for ``n`` completions under ``utility`` (sorted descending).
 
@@ -130,7 +130,7 @@ def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below) -> Colla
         return CollapseSolution(r, value, 0.0, 0)
     if n > warm_start_below:
         # the coarse levels only need to be good starting points
-        coarse = _solve_collapse(utility, max(2, n // 4), tol, min(max_iter, 200), block, warm_start_below)
+        coarse = _solve_collapse(utility, max(2, n // 4), tol, min(max_iter, 50), block, warm_start_below)
         grid = np.linspace(0, 1, n)
         r0 = np.interp(grid, np.linspace(0, 1, coarse.rewards.size), coarse.rewards)
         g0 = np.maximum(-np.diff(r0), 1e-12 / n)
