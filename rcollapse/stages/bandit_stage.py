@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig
 
+from rcollapse.analysis.theory_plots import plot_bandit_returns
 from rcollapse.bandit import SETTINGS, make_problem, simulate
 
 
@@ -36,7 +36,7 @@ def run_bandit_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                "reference_return": result.reference_return, "methods": methods,
                "std_ratio_unaware_over_aware": methods["unaware"]["return_std"] / methods["aware"]["return_std"]}
     (output_dir / "bandit.json").write_text(json.dumps(payload, indent=2))
-    plot_returns(result.returns, result.reference_return, output_dir / "figures" / "bandit_returns.png",
+    plot_bandit_returns(result.returns, result.reference_return, output_dir / "figures" / "bandit_returns.png",
                  title=f"variances in {variance_range}")
     for method, m in methods.items():
         print(f"{method:>8}: return {m['return_mean']:.4f} ± {m['return_std']:.4f}; P(worse than π0) "
@@ -45,24 +45,3 @@ def run_bandit_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     metrics = {f"bandit/{method}/{key}": value for method, m in methods.items() for key, value in m.items()}
     metrics["bandit/std_ratio_unaware_over_aware"] = payload["std_ratio_unaware_over_aware"]
     return metrics
-
-
-def plot_returns(returns: dict[str, np.ndarray], reference: float, path: Path, title: str = "") -> Path:
-    """Histograms of the true return of both updates over the draws of R̂ (paper Fig. 5)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    labels = {"unaware": "Method 1 (variance-unaware)", "aware": "Method 2 (variance-aware)"}
-    for method, values in returns.items():
-        ax.hist(values, bins=60, alpha=0.6, label=f"{labels[method]}: {values.mean():.3f} ± {values.std():.3f}")
-    ax.axvline(reference, color="k", linestyle="--", label="reference π0")
-    ax.set(xlabel="true return πᵀr*", ylabel="draws", title=title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

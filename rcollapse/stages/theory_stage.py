@@ -9,6 +9,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rcollapse.analysis.theory_plots import plot_collapsed_distribution
 from rcollapse.theory import (
     ks_distance,
     limit_distribution,
@@ -50,29 +51,3 @@ def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
           + (f", KS to {limit.name}{limit.params}: {payload['ks_distance']:.4f}" if limit else "")
           + f"\noutputs in {output_dir}")
     return metrics
-
-
-def plot_collapsed_distribution(rewards: np.ndarray, limit, path: Path, title: str = "") -> Path:
-    """Paper Fig. 2 style: the solution's empirical CDF and histogram with the limit overlaid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax_cdf, ax_hist) = plt.subplots(1, 2, figsize=(9, 3.6))
-    x = np.sort(rewards)
-    ax_cdf.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=f"solution (n={x.size})")
-    ax_hist.hist(rewards, bins=min(50, max(5, x.size // 10)), range=(0, 1), density=True, alpha=0.7)
-    if limit is not None:
-        t = np.linspace(0, 1, 501)
-        ax_cdf.plot(t, limit.cdf(t), "k--", label=f"limit: {limit.name} {limit.params}")
-    ax_cdf.set(xlabel="reward", ylabel="CDF", xlim=(0, 1))
-    ax_hist.set(xlabel="reward", ylabel="density", xlim=(0, 1))
-    ax_cdf.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
