@@ -2,37 +2,12 @@
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
 
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_datamodule import RankingDataModule
 from rcollapse.data.ranking_rows import RankingRow
 from rcollapse.data.sources import LengthOfflineSource
-from rcollapse.data.synthetic_longform import FUNCTION_WORDS, lexicon
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-
-
-def word_level_tokenizer(sentences) -> PreTrainedTokenizerFast:
-    """A WordLevel tokenizer trained here on ``sentences``, with BERT-style pair templates."""
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.train_from_iterator(sentences, trainers.WordLevelTrainer(special_tokens=SPECIALS))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
+from rcollapse.models.tiny_encoder import build_tiny_tokenizer
 
 
 class CountingTokenizer:
@@ -46,7 +21,7 @@ class CountingTokenizer:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return word_level_tokenizer(["first prompt second third", "one two x y z w0 w1 w2 w3 w4"])
+    return build_tiny_tokenizer()
 
 
 def test_varying_group_sizes_one_tokenizer_call_best_first(tokenizer):
@@ -88,7 +63,7 @@ def test_truncation_keeps_max_length(tokenizer):
 
 
 def test_datamodule_loaders():
-    tok = word_level_tokenizer([" ".join(FUNCTION_WORDS), " ".join(lexicon())])
+    tok = build_tiny_tokenizer()
     dm = RankingDataModule(
         LengthOfflineSource(num_train=12, num_test=4),
         tok,

@@ -12,10 +12,6 @@ from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_rows import RankingRow
 from rcollapse.data.resumable_sampler import ResumableShuffleSampler
 
-# The training order is rebuilt from (seed, epoch, step) on resume (ResumableShuffleSampler), so
-# Lightning's warning about resuming mid-epoch with a plain DataLoader does not apply here.
-warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
-
 
 class RowDataset(Dataset):
     """A list of :class:`RankingRow` as a map-style data set."""
@@ -107,6 +103,10 @@ class RankingDataModule(L.LightningDataModule):
             replicas, rank = trainer.world_size, trainer.global_rank
             steps_per_epoch = math.ceil(math.ceil(len(rows) / replicas) / self.batch_size)
             skip = trainer.global_step % steps_per_epoch  # > 0 only when resuming mid-epoch
+        if skip:
+            # The order is rebuilt from (seed, epoch, step) by ResumableShuffleSampler, so
+            # Lightning's warning about resuming mid-epoch with a plain DataLoader does not apply.
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         sampler = ResumableShuffleSampler(len(rows), self.shuffle_seed, self.batch_size, replicas, rank, skip)
         return self._loader(rows, self.batch_size, sampler)
 
