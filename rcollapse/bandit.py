@@ -1,14 +1,27 @@
 """Theorem 3.3 of Banerjee & Gopalan (uncertainty-aware RLHF): a variance-aware update is less risky.
 
 A d-armed bandit with true rewards ``r*`` and noisy estimates ``R̂ ~ N(r*, Σ)``, Σ = diag(σ²).
-From a reference policy ``π0`` (uniform here), two updates of the same size:
+From a reference policy ``π0`` (uniform here), two updates (the paper's Appendix, eqs. for π1, π2):
 
     π1 = π0 + sqrt(ε / R̂ᵀR̂) R̂                       (variance-unaware, ‖π − π0‖² ≤ ε)
-    π2 = π0 + sqrt(ε̃ / R̂ᵀΣ⁻¹R̂) Σ⁻¹R̂,  ε̃ = λ_min(Σ) ε  (variance-aware, ‖π − π0‖²_Σ ≤ ε̃)
+    π2 = π0 + sqrt(ε̃ / R̂ᵀΣ⁻¹R̂) Σ⁻¹R̂                (variance-aware, ‖π − π0‖²_Σ ≤ ε̃)
 
-Each underperforms the reference (``πᵀr* ≤ π0ᵀr*``) with probability
+with ε̃ = λ_min(Σ) ε in the theorem. Each underperforms the reference (``πᵀr* ≤ π0ᵀr*``) with
+probability
 
-    P1 = Φ(−‖r*‖² / sqrt(r*ᵀΣr*)),   P2 = Φ(−sqrt(r*ᵀΣ⁻¹r*)),   and P2 ≤ P1 (Cauchy–Schwarz).
+    P1 = Φ(−‖r*‖² / sqrt(r*ᵀΣr*)),   P2 = Φ(−sqrt(r*ᵀΣ⁻¹r*)),   and P2 ≤ P1 (Cauchy–Schwarz),
+
+whatever ε and ε̃ (the step size does not change the sign of the gain).
+
+Risk at equal mean return. The paper's Fig. 3 compares the two at equal mean returns. For large d
+the gains are ≈ c·Σ r*²/… with noise Σ r*·noise, so with ε̃ chosen to equalise the means
+(``epsilon_tilde="matched_mean"``) the ratio of return standard deviations is
+
+    std(π1ᵀr*) / std(π2ᵀr*) ≈ sqrt(Σ w σ² · Σ w σ⁻²),   w_i = r*_i² / ‖r*‖²,
+
+which the Kantorovich inequality bounds by (a + b) / (2 sqrt(ab)) for variances in (a, b):
+2.97 for (3, 100), 1.01 for (70, 100). Uniformly drawn variances in (3, 100) give about 1.36;
+variances at the two ends of the range (``variance_distribution="endpoints"``) come near the bound.
 
 Pure numpy/scipy. (As in the paper, π is treated as a vector: the update is not projected back
 onto the simplex.)
@@ -16,12 +29,15 @@ onto the simplex.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 SETTINGS = {"high": (3.0, 100.0), "low": (70.0, 100.0)}  # the paper's variance ranges (Figs. 3–5)
+VARIANCE_DISTRIBUTIONS = ("uniform", "log_uniform", "endpoints")
+EPSILON_TILDE_RULES = ("min_variance", "matched_mean")
 
 
 @dataclass
@@ -30,6 +46,7 @@ class BanditResult:
     reference_return: float  # π0ᵀr*
     underperformance_mc: dict[str, float]
     underperformance_closed_form: dict[str, float]
+    epsilon_tilde: float  # the aware update's budget that was used
 
 
 def closed_form_underperformance(r_star: np.ndarray, variances: np.ndarray) -> dict[str, float]:
@@ -39,39 +56,97 @@ def closed_form_underperformance(r_star: np.ndarray, variances: np.ndarray) -> d
     return {"unaware": float(unaware), "aware": float(aware)}
 
 
-def policy_updates(r_hat: np.ndarray, variances: np.ndarray, pi0: np.ndarray, epsilon: float):
-    """π1 and π2 for each row of ``r_hat`` ([draws, d])."""
-    eps_tilde = variances.min() * epsilon
+def equal_mean_std_ratio(r_star: np.ndarray, variances: np.ndarray) -> float:
+    """Large-d ratio std(π1ᵀr*)/std(π2ᵀr*) when ε̃ equalises the mean returns (module docstring)."""
+    w = r_star**2 / (r_star @ r_star)
+    return float(np.sqrt((w @ variances) * (w @ (1 / variances))))
+
+
+def kantorovich_bound(variance_range: tuple[float, float]) -> float:
+    """The largest possible :func:`equal_mean_std_ratio` for variances in (a, b)."""
+    a, b = variance_range
+    return (a + b) / (2 * math.sqrt(a * b))
+
+
+def policy_updates(r_hat: np.ndarray, variances: np.ndarray, pi0: np.ndarray, epsilon: float,
+                   epsilon_tilde: float | None = None):
+    """π1 and π2 for each row of ``r_hat`` ([draws, d]); ε̃ defaults to λ_min(Σ)·ε."""
+    if epsilon_tilde is None:
+        epsilon_tilde = variances.min() * epsilon
     pi1 = pi0 + np.sqrt(epsilon / np.sum(r_hat**2, axis=1, keepdims=True)) * r_hat
     weighted = r_hat / variances
-    pi2 = pi0 + np.sqrt(eps_tilde / np.sum(r_hat * weighted, axis=1, keepdims=True)) * weighted
+    pi2 = pi0 + np.sqrt(epsilon_tilde / np.sum(r_hat * weighted, axis=1, keepdims=True)) * weighted
     return pi1, pi2
 
 
-def simulate(r_star: np.ndarray, variances: np.ndarray, epsilon: float, num_draws: int, seed: int,
-             chunk: int = 2000) -> BanditResult:
-    """Draw ``R̂ ~ N(r*, Σ)`` ``num_draws`` times; the true return of both updates for each draw."""
+def _draw(rng, r_star, variances, k):
+    return r_star + rng.standard_normal((k, r_star.size)) * np.sqrt(variances)
+
+
+def matched_epsilon_tilde(r_star: np.ndarray, variances: np.ndarray, epsilon: float, num_draws: int,
+                          seed: int) -> float:
+    """ε̃ at which the aware update's mean return equals the unaware one's (estimated on
+    ``num_draws`` pilot draws independent of the evaluation draws; the aware gain scales as √ε̃)."""
     rng = np.random.default_rng(seed)
-    d = r_star.size
-    pi0 = np.full(d, 1.0 / d)
+    r_hat = _draw(rng, r_star, variances, num_draws)
+    pi0 = np.zeros(r_star.size)
+    pi1, pi2_unit = policy_updates(r_hat, variances, pi0, epsilon, epsilon_tilde=1.0)
+    gain1, unit_gain2 = float(np.mean(pi1 @ r_star)), float(np.mean(pi2_unit @ r_star))
+    if gain1 <= 0 or unit_gain2 <= 0:
+        raise ValueError("bandit.epsilon_tilde=matched_mean needs positive expected gains "
+                         f"(got {gain1:.3g} and {unit_gain2:.3g}); use min_variance or a number")
+    return (gain1 / unit_gain2) ** 2
+
+
+def simulate(r_star: np.ndarray, variances: np.ndarray, epsilon: float, num_draws: int, seed: int,
+             chunk: int = 2000, epsilon_tilde: str | float = "min_variance") -> BanditResult:
+    """Draw ``R̂ ~ N(r*, Σ)`` ``num_draws`` times; the true return of both updates for each draw.
+
+    ``epsilon_tilde``: ``"min_variance"`` (Theorem 3.3: λ_min(Σ)·ε), ``"matched_mean"`` (equal
+    mean returns, as the paper's Fig. 3 compares them) or a positive number.
+    """
+    if epsilon_tilde == "min_variance":
+        eps_tilde = float(variances.min() * epsilon)
+    elif epsilon_tilde == "matched_mean":
+        eps_tilde = matched_epsilon_tilde(r_star, variances, epsilon, num_draws, seed + 7919)
+    else:
+        try:
+            eps_tilde = float(epsilon_tilde)
+        except (TypeError, ValueError):
+            eps_tilde = float("nan")
+        if not eps_tilde > 0:
+            raise ValueError(f"bandit.epsilon_tilde must be one of {EPSILON_TILDE_RULES} or a number > 0, "
+                             f"got {epsilon_tilde!r}")
+    rng = np.random.default_rng(seed)
+    pi0 = np.full(r_star.size, 1.0 / r_star.size)
     returns = {"unaware": [], "aware": []}
     for start in range(0, num_draws, chunk):
-        k = min(chunk, num_draws - start)
-        r_hat = r_star + rng.standard_normal((k, d)) * np.sqrt(variances)
-        pi1, pi2 = policy_updates(r_hat, variances, pi0, epsilon)
+        r_hat = _draw(rng, r_star, variances, min(chunk, num_draws - start))
+        pi1, pi2 = policy_updates(r_hat, variances, pi0, epsilon, eps_tilde)
         returns["unaware"].append(pi1 @ r_star)
         returns["aware"].append(pi2 @ r_star)
     returns = {k: np.concatenate(v) for k, v in returns.items()}
     reference = float(pi0 @ r_star)
     mc = {k: float(np.mean(v <= reference)) for k, v in returns.items()}
-    return BanditResult(returns, reference, mc, closed_form_underperformance(r_star, variances))
+    return BanditResult(returns, reference, mc, closed_form_underperformance(r_star, variances), eps_tilde)
 
 
 def make_problem(d: int, variance_range: tuple[float, float], reward_loc: float, reward_scale: float,
-                 seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed true reward vector r* ~ N(loc, scale²) and variances ~ Uniform(variance_range)."""
+                 seed: int, variance_distribution: str = "uniform") -> tuple[np.ndarray, np.ndarray]:
+    """A fixed true reward vector r* ~ N(loc, scale²) and variances in ``variance_range``:
+    ``uniform``, ``log_uniform``, or ``endpoints`` (each arm at one end, with probability ½)."""
     lo, hi = variance_range
     if not 0 < lo < hi:
         raise ValueError(f"bandit.variance_range must satisfy 0 < low < high, got {variance_range}")
     rng = np.random.default_rng(seed)
-    return rng.normal(reward_loc, reward_scale, d), rng.uniform(lo, hi, d)
+    r_star = rng.normal(reward_loc, reward_scale, d)
+    if variance_distribution == "uniform":
+        variances = rng.uniform(lo, hi, d)
+    elif variance_distribution == "log_uniform":
+        variances = np.exp(rng.uniform(math.log(lo), math.log(hi), d))
+    elif variance_distribution == "endpoints":
+        variances = np.where(rng.random(d) < 0.5, lo, hi)
+    else:
+        raise ValueError(f"bandit.variance_distribution must be one of {VARIANCE_DISTRIBUTIONS}, "
+                         f"got {variance_distribution!r}")
+    return r_star, variances

@@ -5,12 +5,17 @@ reward vector solving
 
     maximise  S(r) = Σ_{1≤i<j≤n} U(r_i − r_j)   subject to  1 ≥ r_1 ≥ r_2 ≥ … ≥ r_n ≥ 0.
 
-For strictly increasing U the optimum has r_1 = 1 and r_n = 0 (Lemma C.1), so we write
-r_k = Σ_{m≥k} g_m with gaps g ≥ 0, Σ g = 1: S is concave in g when U is concave, and we maximise
-it over the simplex by exponentiated-gradient (mirror) ascent, which keeps every gap positive —
-so the singular utilities (log, x_inv, neg_power with eps = 0, where U(0) = −inf) are never
-evaluated at a tie. The gradient costs O(n²) per step, computed in blocks of rows; a solution
-for n is warm-started from the one for n/4 (interpolated), so large n needs few steps.
+For strictly increasing U the optimum has r_1 = 1 and r_n = 0 (Lemma C.1), and it is symmetric,
+r_k + r_{n+1−k} = 1 (the program is invariant under r ↦ 1 − reversed r). For concave U we solve
+it by projected Newton on the top half (:func:`_projected_newton`): the Hessian of S is a dense
+weighted Laplacian, factorised by Cholesky at size n/2; the variables are distances to the
+nearer end, so the gaps of order n^{−1/a} next to r_1 of a Beta(a, a) profile keep their
+precision; the singular utilities (log, x_inv, x^γ, −x^{−γ} with eps = 0: U(0) = −inf or
+U'(0) = ∞) are never evaluated at a tie. A solution for n is warm-started from the one for n/4,
+interpolated on log–log axes near the ends, so Newton needs about five steps at any n. The
+exponentiated-gradient ascent on the gap simplex r_k = Σ_{m≥k} g_m, Σ g = 1, is kept for
+utilities that are not concave and as an independent check.
+
 Optimality is certified by the Frank–Wolfe duality gap ``max_m ∂S/∂g_m − ⟨g, ∂S/∂g⟩``, which
 bounds S(r*) − S(r) for concave U and is zero exactly at a KKT point.
 
@@ -104,41 +109,274 @@ def _exponentiated_gradient(utility, g: torch.Tensor, tol: float, max_iter: int,
 
 
 def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, block: int = 256,
-                   warm_start_below: int = 200) -> CollapseSolution:
+                   warm_start_below: int = 50, method: str = "auto") -> CollapseSolution:
     """The collapsed reward vector for ``n`` completions under ``utility`` (sorted descending).
+
+    Concave utilities are solved by projected Newton on the symmetric half (see
+    :func:`_projected_newton`), warm-started from the solution for n/4 when n is large; a utility
+    whose Hessian is not negative semi-definite (the convex ``x2``) falls back to exponentiated
+    gradient on the gap simplex (``method="exponentiated_gradient"`` forces it: slower, kept as
+    an independent check). ``max_iter`` caps the iterations at the top level; ``tol`` is the
+    relative Frank–Wolfe duality gap to reach.
 
     Safe to call under ``torch.no_grad`` / ``inference_mode`` (e.g. from a Lightning test step):
     the gradients it needs are computed in their own autograd context.
     """
-    with torch.inference_mode(False), torch.enable_grad():
-        return _solve_collapse(utility, n, tol, max_iter, block, warm_start_below)
-
-
-def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below) -> CollapseSolution:
     if n < 2:
         raise ValueError(f"theory.n must be >= 2, got {n}")
     if getattr(utility, "prompt_aware", False):
         raise ValueError("pass a fixed utility: for a prompt-aware one, use utility.for_openness(s)")
+    if method not in ("auto", "exponentiated_gradient"):
+        raise ValueError(f"method must be 'auto' or 'exponentiated_gradient', got {method!r}")
+    with torch.inference_mode(False), torch.enable_grad():
+        solution, _ = _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, method == "auto")
+        return solution
+
+
+def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, newton=True):
+    """(solution, t): t_k = 1 − r_k for the top half, kept exactly (r_k rounds near 1)."""
     from rcollapse.utilities import LinearUtility
 
+    h = n // 2
     if isinstance(utility, LinearUtility):
         # S is linear, Σ_k (n + 1 − 2k) r_k: top half at 1, bottom half at 0, the middle (odd n)
         # has coefficient 0 and any value is optimal; we take ½ (the symmetric solution).
         k = np.arange(1, n + 1)
         r = np.where(k < (n + 1) / 2, 1.0, np.where(k > (n + 1) / 2, 0.0, 0.5))
         value, _ = objective_and_gradient(utility, torch.tensor(r, dtype=torch.float64), block)
-        return CollapseSolution(r, value, 0.0, 0)
+        return CollapseSolution(r, value, 0.0, 0), np.zeros(h)
     if n > warm_start_below:
         # the coarse levels only need to be good starting points
-        coarse = _solve_collapse(utility, max(2, n // 4), tol, min(max_iter, 50), block, warm_start_below)
-        grid = np.linspace(0, 1, n)
-        r0 = np.interp(grid, np.linspace(0, 1, coarse.rewards.size), coarse.rewards)
-        g0 = np.maximum(-np.diff(r0), 1e-12 / n)
+        _, coarse_t = _solve_collapse(utility, n // 4, tol, min(max_iter, 50), block, warm_start_below, newton)
+        t0 = _interpolate_half(coarse_t, n // 4, n)
     else:
-        g0 = np.full(n - 1, 1.0 / (n - 1))
+        t0 = np.arange(h) / (n - 1)  # equally spaced
+    if newton:
+        try:
+            return _projected_newton(utility, torch.tensor(t0, dtype=torch.float64), n, tol, max_iter, block)
+        except _NotConcave:
+            pass
+    r0 = _rewards(torch.tensor(t0, dtype=torch.float64), n).numpy()
+    g0 = np.maximum(-np.diff(r0), 1e-12 / n)
     g = torch.tensor(g0 / g0.sum(), dtype=torch.float64)
     g, value, gap, it = _exponentiated_gradient(utility, g, tol, max_iter, block)
-    return CollapseSolution(_gaps_to_rewards(g).numpy(), value, gap, it)
+    r = _gaps_to_rewards(g).numpy()
+    return CollapseSolution(r, value, gap, it), 1 - r[:h]
+
+
+def _interpolate_half(coarse_t: np.ndarray, m: int, n: int) -> np.ndarray:
+    """Top-half distances t for n from those for m < n, by position k/(n−1) in [0, ½].
+
+    Near r = 1 a Beta(a, a) profile has t ∝ (k/n)^{1/a}: gaps as small as n^{−1/a} that linear
+    interpolation would overestimate by (n/m)^{1/a}, so where no coarse point ties with r_1 we
+    interpolate log t against log position (and extrapolate the first coarse slope below it).
+    """
+    coarse_p = np.append(np.arange(coarse_t.size) / (m - 1), 0.5)
+    coarse_t = np.append(coarse_t, 0.5)
+    p = np.arange(n // 2) / (n - 1)
+    if coarse_t.size < 3 or np.any(coarse_t[1:] <= 0):
+        return np.interp(p, coarse_p, coarse_t)
+    log_p, log_t = np.log(coarse_p[1:]), np.log(coarse_t[1:])
+    slope = (log_t[1] - log_t[0]) / (log_p[1] - log_p[0])
+    t = np.zeros_like(p)
+    inner = p[1:]
+    below = inner < coarse_p[1]
+    t[1:][below] = np.exp(log_t[0] + slope * (np.log(inner[below]) - log_p[0]))
+    t[1:][~below] = np.exp(np.interp(np.log(inner[~below]), log_p, log_t))
+    return np.maximum.accumulate(t)
+
+
+class _NotConcave(Exception):
+    """The Hessian of S is not negative semi-definite: Newton does not apply."""
+
+
+def _derivatives(utility, x: torch.Tensor):
+    """U(x), U'(x), U''(x) elementwise, by autograd."""
+    x = x.detach().requires_grad_(True)
+    value = utility(x)
+    (d1,) = torch.autograd.grad(value.sum(), x, create_graph=True)
+    if d1.requires_grad:
+        (d2,) = torch.autograd.grad(d1.sum(), x)
+    else:  # U' constant (no second-order graph)
+        d2 = torch.zeros_like(x)
+    return value.detach(), d1.detach(), d2
+
+
+def _infinite_slope_at_zero(utility) -> bool:
+    """U'(0+) = ∞ (log, x_inv, x^γ, −x^{−γ} with eps = 0): the optimum has no ties."""
+    _, slope, _ = _derivatives(utility, torch.tensor([1e-200], dtype=torch.float64))
+    return not bool(torch.isfinite(slope).all()) or float(slope[0]) > 1e30
+
+
+def _rewards(t: torch.Tensor, n: int) -> torch.Tensor:
+    """The full symmetric vector from the top half's distances: r_k = 1 − t_k, r_{n−1−k} = t_k."""
+    return torch.cat([1 - t, t.new_full((n % 2,), 0.5), t.flip(0)])
+
+
+@dataclass
+class _HalfPass:
+    objective: float
+    grad: torch.Tensor  # ∂S/∂r_k for the top half k < n // 2
+    curvature: torch.Tensor  # −U''(a_kj), rows k < n//2; columns: top half, middle, mirrors
+
+
+def _half_pass(utility, t: torch.Tensor, n: int, block: int) -> _HalfPass:
+    """S, ∂S/∂r and the pair curvatures of a symmetric r from the top half's rows only.
+
+    For a symmetric r (r_k + r_{n−1−k} = 1) the pair (i, j) and its mirror (n−1−j, n−1−i) have
+    the same argument r_i − r_j, so S = ½ Σ_k Σ_{j≠k} U(a_kj) needs only the top half's rows
+    (each counted twice) and the middle one's. Each argument is formed from distances to the
+    nearer end, so gaps far below the spacing of doubles near 1 keep their relative precision:
+    r_k − r_l = t_l − t_k in the top half, ½ − t_k to the middle, 1 − t_k − t_l to the mirror
+    of l. Columns: the top half by index, the middle (odd n), the mirrors ordered by l.
+    """
+    h = t.numel()
+    odd = n % 2
+    index = torch.arange(h)
+    zero = torch.zeros((), dtype=t.dtype)
+    grad = torch.empty(h, dtype=t.dtype)
+    curvature = torch.empty(h, 2 * h + odd, dtype=t.dtype)
+    total = 0.0
+    for start in range(0, h, block):
+        rows = torch.arange(start, min(start + block, h))
+        later = index[None, :] > rows[:, None]  # within the top half: j > k in rank order
+        same = index[None, :] == rows[:, None]
+        tk = t[rows, None]
+        top = torch.where(later, t[None, :] - tk, tk - t[None, :]).masked_fill(same, 1.0)
+        args = torch.cat([top, (0.5 - tk).expand(-1, odd), 1 - tk - t[None, :]], 1)
+        value, d1, d2 = _derivatives(utility, args)
+        sign = torch.ones_like(args)
+        sign[:, :h] = torch.where(later, 1.0, -1.0)
+        keep = torch.ones_like(args, dtype=torch.bool)
+        keep[:, :h] = ~same
+        total += float(torch.where(keep, value, zero).sum())
+        grad[rows] = torch.where(keep, sign * d1, zero).sum(1)
+        curvature[rows] = torch.where(keep, -d2, zero)
+    if odd:  # the middle row: 2 Σ_k U(½ − t_k), halved
+        total += float(utility(0.5 - t).sum())
+    return _HalfPass(total, grad, curvature)
+
+
+def _frank_wolfe_gap(grad_top: torch.Tensor, t: torch.Tensor, n: int) -> float:
+    """max_m ∂S/∂g_m − ⟨g, ∂S/∂g⟩ over the gaps g_m = r_m − r_{m+1} (0 exactly at the optimum)."""
+    grad = torch.cat([grad_top, grad_top.new_zeros(n % 2), -grad_top.flip(0)])
+    grad_g = torch.cumsum(grad, 0)[:-1]  # ∂S/∂g_m = Σ_{k ≤ m} ∂S/∂r_k
+    top_gaps = t[1:] - t[:-1]
+    middle = (0.5 - t[-1:]).repeat(2) if n % 2 else 1 - 2 * t[-1:]
+    gaps = torch.cat([top_gaps, middle, top_gaps.flip(0)])
+    return float(grad_g.max() - (gaps * grad_g).sum())
+
+
+def _projected_newton(utility, t: torch.Tensor, n: int, tol: float, max_iter: int, block: int):
+    """Projected Newton (Bertsekas 1982) on the symmetric half of the program.
+
+    The optimum is symmetric, r_k + r_{n+1−k} = 1 (the program is invariant under
+    r ↦ 1 − reversed r and, for concave U, an average of optima is optimal), so the variables
+    are the top half's distances to 1, t_k = 1 − r_k, k = 2..⌊n/2⌋, in the box [0, ½] (t_1 = 0).
+    The Hessian of S is the negated weighted Laplacian Σ_{i<j} U''(r_i − r_j)(e_i − e_j)(e_i −
+    e_j)ᵀ; folded onto t it is dense and of size n/2, factorised by Cholesky each step (the
+    pair pass over n²/2 pairs and the O(n³/24) factorisation are the costs). Bounds are handled
+    by the ε-active set; where U'(0+) = ∞ no bound is active at the optimum and the step follows
+    a path that keeps r strictly ordered (:func:`_retract`); a step is backtracked until S
+    increases (Armijo); once the Newton decrement is at the rounding level of S, a full
+    step is taken while it shrinks the Frank–Wolfe gap (judged by the gradient, not by S's last
+    digits). Stops when the relative gap is below ``tol`` or stops shrinking.
+    """
+    h = t.numel()
+    t = t.clone()
+    t[0] = 0.0
+    state = _half_pass(utility, t, n, block)
+    if h <= 1:  # n = 2 or 3: nothing free
+        return _solution(t, n, state, 0), t.numpy()
+    if not math.isfinite(state.objective):
+        raise _NotConcave  # the start is outside the domain; let the gap solver handle it
+    var = torch.arange(1, h)
+    mirror = h + n % 2 + var
+    strict = _infinite_slope_at_zero(utility)
+    it = 0
+    for it in range(1, max_iter + 1):
+        scale = max(abs(state.objective), 1.0)
+        if _frank_wolfe_gap(state.grad, t, n) <= tol * scale:
+            break
+        x = t[1:]
+        grad = -2 * state.grad[1:]  # ∂S/∂t_k = −∂S/∂r_k + ∂S/∂r_{n−1−k}
+        w = state.curvature[1:]
+        if bool((w < -1e-12 * w.abs().max().clamp_min(1e-300)).any()):
+            raise _NotConcave
+        hess = 2 * (torch.diag(w.sum(1)) - w[:, var] + w[:, mirror])  # −∂²S/∂t², PSD
+        step = _newton_step(x, grad, hess, 0.0, 0.5, bounded=not strict)
+        decrement = float(grad @ step)  # the Newton decrement λ², ≈ 2 (S* − S)
+        alpha = 1.0
+        while True:
+            x_new = _retract(x, step, alpha) if strict else (x + alpha * step).clamp(0.0, 0.5)
+            predicted = float((grad * (x_new - x)).sum())
+            t_new = torch.cat([t[:1], x_new])
+            ordered = not strict or bool((t_new[1:] > t_new[:-1]).all() and t_new[-1] < 0.5)
+            trial = _half_pass(utility, t_new, n, block) if ordered and predicted > 0 else None
+            finite = trial is not None and math.isfinite(trial.objective) and bool(torch.isfinite(trial.grad).all())
+            if decrement <= 1e-11 * scale:
+                # S cannot see the step any more: take it in full if it shrinks the gap, else stop
+                if finite and (_frank_wolfe_gap(trial.grad, t_new, n) < _frank_wolfe_gap(state.grad, t, n)):
+                    t, state = t_new, trial
+                    break
+                return _solution(t, n, state, it), t.numpy()
+            if finite and trial.objective >= state.objective + 1e-4 * predicted:
+                t, state = t_new, trial
+                break
+            alpha *= 0.5 if finite else 0.1
+            if alpha < 1e-20:  # no ascent along this direction at any step: at rounding level
+                return _solution(t, n, state, it), t.numpy()
+    return _solution(t, n, state, it), t.numpy()
+
+
+def _retract(x: torch.Tensor, step: torch.Tensor, alpha: float) -> torch.Tensor:
+    """x + α·step along a path that keeps r strictly ordered.
+
+    In gaps: those of the top half, t_{k+1} − t_k (t_1 = 0), and the distance ½ − t_last to
+    the middle, which sum to ½. A shrinking gap g moves as g·exp(α·Δg/g) instead of
+    g + α·Δg, a growing one additively, and all are rescaled to sum to ½: the same first-order
+    step, so Newton's quadratic convergence is kept, but gaps of 1e−13 next to r_1 (x^γ with
+    eps = 0 at large n) cannot cross zero, which would force a tiny step on every coordinate.
+    """
+    gaps = torch.diff(x, prepend=x.new_zeros(1))
+    change = alpha * torch.diff(step, prepend=step.new_zeros(1))
+    gaps = torch.cat([gaps, 0.5 - x[-1:]])
+    change = torch.cat([change, -change.sum().reshape(1)])
+    ratio = (change / gaps).clamp_max(0.0)
+    moved = torch.where(change < 0, gaps * torch.exp(ratio), gaps + change)
+    moved = moved * (0.5 / moved.sum())
+    return torch.cumsum(moved[:-1], 0)
+
+
+def _newton_step(x, grad, hess, lower: float, upper: float, bounded: bool = True) -> torch.Tensor:
+    """The projected-Newton direction: Newton on the free variables, scaled gradient on the
+    ε-active bounds (those at a bound whose gradient points outward); plain Newton if not
+    ``bounded``."""
+    diag = hess.diagonal().clamp_min(1e-300)
+    eps = min(1e-3, float(((x + grad / diag).clamp(lower, upper) - x).norm()))
+    active = ((x <= lower + eps) & (grad < 0)) | ((x >= upper - eps) & (grad > 0))
+    if not bounded:
+        active = torch.zeros_like(active)
+    free = ~active
+    step = torch.zeros_like(x)
+    step[active] = grad[active] / diag[active]
+    if bool(free.any()):
+        sub = hess[free][:, free]
+        chol, info = torch.linalg.cholesky_ex(sub)
+        top = float(sub.diagonal().max())
+        damping = 1e-12 * top
+        while int(info) != 0:  # singular (flat directions): Levenberg damping
+            if damping > 1e6 * top:
+                raise _NotConcave
+            chol, info = torch.linalg.cholesky_ex(sub + damping * torch.eye(sub.shape[0], dtype=sub.dtype))
+            damping *= 100
+        step[free] = torch.cholesky_solve(grad[free, None], chol)[:, 0]
+    return step
+
+
+def _solution(t: torch.Tensor, n: int, state: _HalfPass, iterations: int) -> CollapseSolution:
+    return CollapseSolution(_rewards(t, n).numpy(), state.objective,
+                            _frank_wolfe_gap(state.grad, t, n), iterations)
 
 
 # ---- limits as n → ∞ (Section 4) ----------------------------------------------------------------

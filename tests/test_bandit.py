@@ -6,6 +6,8 @@ import pytest
 from rcollapse.bandit import (
     SETTINGS,
     closed_form_underperformance,
+    equal_mean_std_ratio,
+    kantorovich_bound,
     make_problem,
     policy_updates,
     simulate,
@@ -45,3 +47,37 @@ def test_closed_form_is_never_larger_for_the_aware_update():
 def test_bad_variance_range_names_the_key():
     with pytest.raises(ValueError, match="bandit.variance_range"):
         make_problem(10, (5.0, 1.0), 0.0, 1.0, 0)
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "log_uniform", "endpoints"])
+@pytest.mark.parametrize("setting", ["high", "low"])
+def test_matched_budget_equalises_means_and_the_std_ratio_follows_the_prediction(setting, distribution):
+    r_star, variances = make_problem(1000, SETTINGS[setting], 0.0, 1.0, seed=0, variance_distribution=distribution)
+    result = simulate(r_star, variances, epsilon=1.0, num_draws=4000, seed=1, epsilon_tilde="matched_mean")
+    unaware, aware = result.returns["unaware"], result.returns["aware"]
+    gain_u, gain_a = unaware.mean() - result.reference_return, aware.mean() - result.reference_return
+    standard_error = np.sqrt(unaware.var() / unaware.size + aware.var() / aware.size)
+    assert abs(gain_u - gain_a) < 4 * standard_error + 0.02 * gain_u  # equal means (pilot draws differ)
+    predicted = equal_mean_std_ratio(r_star, variances)
+    assert 1.0 <= predicted <= kantorovich_bound(SETTINGS[setting]) + 1e-12
+    assert unaware.std() / aware.std() == pytest.approx(predicted, rel=0.15)
+
+
+def test_high_variability_is_several_times_less_risky_at_equal_means_and_low_is_not():
+    ratios = {}
+    for setting in ("high", "low"):
+        r_star, variances = make_problem(1000, SETTINGS[setting], 0.0, 1.0, seed=0, variance_distribution="endpoints")
+        result = simulate(r_star, variances, 1.0, 4000, seed=1, epsilon_tilde="matched_mean")
+        ratios[setting] = result.returns["unaware"].std() / result.returns["aware"].std()
+    assert ratios["high"] > 2.5  # paper Fig. 3: 0.13 vs 0.04
+    assert ratios["low"] < 1.1  # paper Fig. 4: 0.14 vs 0.12
+
+
+def test_the_theorem_budget_is_the_default_and_numbers_are_accepted():
+    r_star, variances = make_problem(50, SETTINGS["high"], 0.0, 1.0, seed=0)
+    assert simulate(r_star, variances, 2.0, 10, seed=1).epsilon_tilde == pytest.approx(2.0 * variances.min())
+    assert simulate(r_star, variances, 2.0, 10, seed=1, epsilon_tilde=0.5).epsilon_tilde == 0.5
+    with pytest.raises(ValueError, match="bandit.epsilon_tilde"):
+        simulate(r_star, variances, 2.0, 10, seed=1, epsilon_tilde="largest")
+    with pytest.raises(ValueError, match="bandit.variance_distribution"):
+        make_problem(10, (1.0, 2.0), 0.0, 1.0, 0, variance_distribution="beta")

@@ -13,6 +13,8 @@ from rcollapse.theory import (
     wasserstein1_to_cdf,
 )
 from rcollapse.utilities import (
+    BoxCoxUtility,
+    SquareUtility,
     InverseUtility,
     LinearUtility,
     LogSigmoidUtility,
@@ -114,3 +116,45 @@ def test_ks_distance_against_scipy():
     x = np.random.default_rng(1).beta(0.5, 0.5, 300)
     assert ks_distance(x, stats.beta(0.5, 0.5).cdf) == pytest.approx(
         stats.kstest(x, stats.beta(0.5, 0.5).cdf).statistic)
+
+
+AGREEMENT = {
+    "log": LogUtility(eps=0),
+    "power_0.3": PowerUtility(gamma=0.3, eps=0),
+    "neg_power_1.5": NegPowerUtility(gamma=1.5, eps=0),
+    "box_cox": BoxCoxUtility(gamma=-0.5, eps=0),
+    "x_inv_shifted": InverseUtility(eps=0.1),  # U'(0) finite: ties possible
+    "logsigmoid_2": LogSigmoidUtility(scale=2.0),  # ties at the ends
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "n"),
+    [(name, n) for name in AGREEMENT for n in (9, 40)]
+    + [(name, 300) for name in ("log", "power_0.3", "neg_power_1.5", "box_cox")],
+)
+def test_newton_agrees_with_the_independent_gradient_solver(name, n):
+    utility = AGREEMENT[name]
+    newton = solve_collapse(utility, n)
+    reference = solve_collapse(utility, n, method="exponentiated_gradient", tol=1e-9, max_iter=20000)
+    assert newton.objective >= reference.objective - 1e-9 * abs(reference.objective)
+    assert newton.duality_gap <= 1e-7 * max(1.0, abs(newton.objective))
+    np.testing.assert_allclose(newton.rewards, reference.rewards, atol=2e-3)
+
+
+def test_convex_utility_falls_back_to_the_gradient_solver():
+    sol = solve_collapse(SquareUtility(eps=0.1), 30)
+    r = sol.rewards
+    assert r[0] == pytest.approx(1.0) and r[-1] == pytest.approx(0.0, abs=1e-12)
+    assert np.all(np.diff(r) <= 1e-12)
+    assert sol.objective == pytest.approx(brute_objective(SquareUtility(eps=0.1), r), rel=1e-10)
+
+
+def test_large_n_keeps_the_tiny_gaps_next_to_the_ends():
+    # x^0.5: Beta(1/4, 1/4) profile, 1 − r_2 ≈ (a·B(a, a)/n)^{1/a} ≈ 1e−10 at n = 1,000
+    sol = solve_collapse(PowerUtility(gamma=0.5, eps=0), 1000)
+    r = sol.rewards
+    assert np.all(np.diff(r) < 0)  # strictly ordered
+    assert 0 < 1 - r[1] < 1e-8 and 0 < r[-2] < 1e-8
+    assert sol.duality_gap <= 1e-7 * abs(sol.objective)
+    assert sol.iterations <= 20
