@@ -14,13 +14,13 @@ from rcollapse.theory import (
 )
 from rcollapse.utilities import (
     BoxCoxUtility,
-    SquareUtility,
     InverseUtility,
     LinearUtility,
     LogSigmoidUtility,
     LogUtility,
     NegPowerUtility,
     PowerUtility,
+    SquareUtility,
 )
 
 STRICTLY_CONCAVE = {

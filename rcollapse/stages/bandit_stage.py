@@ -8,7 +8,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rcollapse.analysis.theory_plots import plot_bandit_returns
-from rcollapse.bandit import SETTINGS, equal_mean_std_ratio, kantorovich_bound, make_problem, simulate
+from rcollapse.bandit import (
+    SETTINGS,
+    equal_mean_std_ratio,
+    kantorovich_bound,
+    make_problem,
+    simulate,
+)
 
 
 def run_bandit_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
