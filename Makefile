@@ -39,6 +39,7 @@ test-full: install  ## every test, the slow ones too
 bench: install  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.grouped_vs_pair_forward
 	$(PY) -m benchmarks.collapse_solver
+	$(PY) -m benchmarks.ensemble_phase2
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

@@ -27,8 +27,28 @@ def validate_config(cfg: DictConfig) -> None:
         eps = cfg.utility.get("eps")
         if eps is not None:
             _require(float(eps) >= 0, "utility.eps", f"must be >= 0, got {eps}")
+    validate_stage_data(cfg)
     if "dataset" in cfg and cfg.dataset is not None and "datamodule" in cfg.dataset:
         dm = cfg.dataset.datamodule
         for key in ("batch_size", "eval_batch_size"):
             if key in dm:
                 _require(int(dm[key]) > 0, f"dataset.datamodule.{key}", f"must be > 0, got {dm[key]}")
+
+
+# which data module each training stage reads, and the data sets that provide it
+STAGE_DATA = {
+    "reward": ("RankingDataModule", "dataset=length_offline|longform_length|rankings_jsonl"),
+    "ensemble": ("PreferenceDataModule", "dataset=preference_offline|pref_mix|rewardbench"),
+}
+
+
+def validate_stage_data(cfg: DictConfig) -> None:
+    """A training stage gets a data set of its kind (rankings for ``reward``, preference pairs
+    for ``ensemble``), or the error says which data sets fit."""
+    name = cfg.stage.get("name")
+    if name not in STAGE_DATA or "dataset" not in cfg or cfg.dataset is None:
+        return
+    wanted, options = STAGE_DATA[name]
+    target = str(cfg.dataset.get("datamodule", {}).get("_target_", ""))
+    _require(target.endswith(wanted), "dataset", f"stage={name} needs {wanted} data ({options}), "
+             f"got {target.rsplit('.', 1)[-1] or 'none'}")

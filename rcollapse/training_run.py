@@ -9,6 +9,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite (the message says what to change and how to resume)."""
+
+
 def build_loggers(cfg: DictConfig) -> list:
     """The logger group's object(s), each given the whole resolved config as hyperparameters.
 
@@ -25,20 +29,24 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
-def resolve_ckpt_path(cfg: DictConfig, output_dir: Path) -> str | None:
+def resolve_ckpt_path(cfg: DictConfig, output_dir: Path, checkpoint_dir: str = "checkpoints") -> str | None:
     """The checkpoint to continue from: with ``resume`` (true or a run dir, which is then this
-    run's dir) or ``ckpt_path=last``, this run dir's ``checkpoints/last.ckpt`` if it exists (a
-    job killed before its first checkpoint starts afresh); else ``ckpt_path`` (a file) or None."""
-    resume = cfg.get("resume")
-    ckpt = cfg.get("ckpt_path")
-    if (resume not in (None, False, "", "false")) or ckpt == "last":
-        last = output_dir / "checkpoints" / "last.ckpt"
+    run's dir) or ``ckpt_path=last``, this run dir's ``{checkpoint_dir}/last.ckpt`` if it exists
+    (a job killed before its first checkpoint starts afresh); else ``ckpt_path`` (a file) or None."""
+    if wants_resume(cfg) or cfg.get("ckpt_path") == "last":
+        last = output_dir / checkpoint_dir / "last.ckpt"
         return str(last) if last.exists() else None
+    ckpt = cfg.get("ckpt_path")
     if ckpt in (None, "", "null"):
         return None
     if not Path(ckpt).exists():
         raise FileNotFoundError(f"ckpt_path={ckpt!r} does not exist")
     return str(ckpt)
+
+
+def wants_resume(cfg: DictConfig) -> bool:
+    """``resume`` is true or names a run dir."""
+    return cfg.get("resume") not in (None, False, "", "false")
 
 
 def final_metrics(*metric_dicts) -> dict[str, float]:

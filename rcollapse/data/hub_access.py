@@ -101,3 +101,22 @@ def require_hub_or_local(
     else:
         return path
     raise DataUnavailableError(data_unavailable_message(path, key, cause, what, alternative))
+
+
+def load_hub_dataset(path: str, key: str, split: str, alternative: str | None = OFFLINE_ALTERNATIVE,
+                     name: str | None = None):
+    """``datasets.load_dataset(path, name, split=split)`` for a hub name or a local copy, with
+    every failure to get the files turned into a :class:`DataUnavailableError` naming ``key``."""
+    import datasets
+
+    source = require_hub_or_local(path, key, what="data set", alternative=alternative)
+    try:
+        args = (source,) if name is None else (source, name)
+        return datasets.load_dataset(*args, split=split)
+    except (ConnectionError, OSError, FileNotFoundError) as err:
+        if isinstance(err, DataUnavailableError):
+            raise
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise DataUnavailableError(
+            data_unavailable_message(path, key, f"{type(err).__name__}: {first_line}", alternative=alternative)
+        ) from err

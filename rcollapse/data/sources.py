@@ -7,11 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from rcollapse.data.hub_access import (
-    DataUnavailableError,
-    data_unavailable_message,
-    require_hub_or_local,
-)
+from rcollapse.data.hub_access import load_hub_dataset
 from rcollapse.data.length_task import MIN_ANSWER_WORDS, build_length_rows, split_train_test
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_ranking_row
 from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
@@ -143,20 +139,7 @@ class LongFormLengthSource:
         return self.cache_dir / f"{stem}-train.jsonl", self.cache_dir / f"{stem}-test.jsonl"
 
     def _load_pairs(self) -> list[tuple[str, str]]:
-        import datasets
-
-        source = require_hub_or_local(self.path, self.path_key, what="data set")
-        try:
-            table = datasets.load_dataset(source, split=self.split)
-        except (ConnectionError, OSError, FileNotFoundError) as err:
-            if isinstance(err, DataUnavailableError):
-                raise
-            first_line = (str(err).strip().splitlines() or [""])[0]
-            raise DataUnavailableError(
-                data_unavailable_message(
-                    self.path, self.path_key, f"{type(err).__name__}: {first_line}"
-                )
-            ) from err
+        table = load_hub_dataset(self.path, self.path_key, self.split)
         missing = [c for c in ("input", "output") if c not in table.column_names]
         if missing:
             raise MalformedRowError(

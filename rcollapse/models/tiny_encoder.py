@@ -7,16 +7,19 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 def tiny_vocabulary() -> list[str]:
     """The tiny tokenizer's vocabulary, fixed and ordered: special tokens, every printable ASCII
-    character (alone and as a ``##`` continuation), then the synthetic corpus's words and the
-    English words of its templates and of the length task's suffixes."""
+    character (alone and as a ``##`` continuation), then the synthetic corpus's words, the
+    English words of its templates and of the length task's suffixes, and the generated
+    reviews' words."""
     import string
 
     from rcollapse.data.length_task import CLOSED_SUFFIX, OPEN_SUFFIX
     from rcollapse.data.synthetic_longform import FUNCTION_WORDS, TEMPLATE_WORDS, lexicon
+    from rcollapse.data.synthetic_reviews import REVIEW_WORDS
 
     chars = string.ascii_lowercase + string.digits + string.punctuation
     words = [*FUNCTION_WORDS, *TEMPLATE_WORDS, *(OPEN_SUFFIX + CLOSED_SUFFIX).lower().replace(".", " ").split()]
     words += lexicon()
+    words += REVIEW_WORDS  # appended last: the earlier words keep their ids
     vocab = list(SPECIAL_TOKENS) + list(chars) + [f"##{c}" for c in chars]
     seen = set(vocab)
     for word in words:

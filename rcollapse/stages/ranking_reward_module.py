@@ -17,10 +17,7 @@ import torch
 from rcollapse.analysis.collapse_metrics import collapse_metrics, wasserstein1
 from rcollapse.ranking_objective import pad_groups, pair_accuracy, ranking_loss
 from rcollapse.theory import solve_collapse
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+from rcollapse.training_run import NonFiniteLossError
 
 
 class RankingRewardModule(L.LightningModule):

@@ -1,0 +1,178 @@
+"""Where preference pairs come from: ``load()`` gives ``{"train", "val", "test"}`` lists of
+:class:`PreferencePair` (a training source may leave out ``test``; RewardBench has only ``test``).
+
+- :class:`PreferenceOfflineSource`: generated reviews, VADER gold reward, Bradley–Terry labels.
+- :class:`PrefMixSource`: ``weqweasdas/preference_dataset_mix2`` (the paper's training data).
+- :class:`RewardBenchSource`: ``allenai/reward-bench`` mapped to its four sections.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from rcollapse.data.hub_access import load_hub_dataset
+from rcollapse.data.preference_pairs import (
+    PreferencePair,
+    split_chat_pair,
+    validate_preference_pair,
+)
+from rcollapse.data.ranking_rows import MalformedRowError
+from rcollapse.data.rewardbench_sections import SECTION_OF_SUBSET
+from rcollapse.data.sentiment_gold import vader_compound
+from rcollapse.data.synthetic_reviews import review_prompt, review_text
+
+OFFLINE_PREFERENCES = "dataset=preference_offline"
+
+# the offline test sections: what each asks of a reward model
+OFFLINE_SECTIONS = {
+    "Clear": "gold rewards far apart (|Δ| ≥ 0.6)",
+    "Subtle": "gold rewards close (0.05 ≤ |Δ| < 0.3)",
+    "Negation": "every clause negated ('not boring'): sentiment must be read through 'not'",
+    "Length trap": "the chosen response is the shorter one (1 clause against 3–4)",
+}
+
+
+class PreferenceOfflineSource:
+    """Generated review continuations with a gold reward the project computes.
+
+    Each pair: a review's first 2–8 words as the prompt, two continuations of 1–4 clauses with
+    independently drawn sentiment, gold reward = VADER compound of each continuation. Training
+    and validation labels are drawn from a Bradley–Terry model of the gold rewards,
+    P(a ≻ b) = σ((g_a − g_b)/temperature); test pairs are ordered by the gold reward and split
+    into :data:`OFFLINE_SECTIONS`.
+    """
+
+    def __init__(self, num_train: int = 4000, num_val: int = 256, num_test_per_section: int = 100,
+                 temperature: float = 0.1, p_negated: float = 0.2, seed: int = 0):
+        if not temperature > 0:
+            raise ValueError(f"dataset.datamodule.train_source.temperature must be > 0, got {temperature}")
+        self.num_train, self.num_val = int(num_train), int(num_val)
+        self.num_test_per_section = int(num_test_per_section)
+        self.temperature, self.p_negated, self.seed = float(temperature), float(p_negated), int(seed)
+
+    def _candidates(self, rng, count: int, p_negated: float, sentences=(1, 4)):
+        prompts = [review_prompt(rng) for _ in range(count)]
+        texts = [[review_text(rng, rng.uniform(-1, 1), int(rng.integers(sentences[0], sentences[1] + 1)), p_negated)
+                  for _ in range(2)] for _ in range(count)]
+        gold = np.array(vader_compound([t for pair in texts for t in pair])).reshape(count, 2)
+        return prompts, texts, gold
+
+    def _labelled(self, rng, count: int, split: str) -> list[PreferencePair]:
+        prompts, texts, gold = self._candidates(rng, count, self.p_negated)
+        p_first = 1 / (1 + np.exp(-(gold[:, 0] - gold[:, 1]) / self.temperature))
+        first = rng.random(count) < p_first
+        pairs = []
+        for i in range(count):
+            a, b = texts[i] if first[i] else texts[i][::-1]
+            if a == b:
+                continue
+            pairs.append(PreferencePair(f"offline-{split}-{i}", prompts[i], a, b, section="all", subset="all"))
+        return pairs
+
+    def _section(self, rng, section: str) -> list[PreferencePair]:
+        pairs, attempts = [], 0
+        while len(pairs) < self.num_test_per_section:
+            attempts += 1
+            if attempts > 200:
+                raise RuntimeError(f"could not generate the offline section {section!r}")
+            if section == "Length trap":
+                prompts = [review_prompt(rng) for _ in range(256)]
+                short = [review_text(rng, rng.uniform(-1, 1), 1) for _ in range(256)]
+                long = [review_text(rng, rng.uniform(-1, 1), int(rng.integers(3, 5))) for _ in range(256)]
+                gold = np.array(vader_compound(short + long)).reshape(2, 256).T
+                texts = [[s, lo] for s, lo in zip(short, long, strict=True)]
+                keep = gold[:, 0] - gold[:, 1] >= 0.3  # the short one is better
+            else:
+                prompts, texts, gold = self._candidates(rng, 256, 1.0 if section == "Negation" else self.p_negated)
+                gap = np.abs(gold[:, 0] - gold[:, 1])
+                keep = {"Clear": gap >= 0.6, "Subtle": (gap >= 0.05) & (gap < 0.3), "Negation": gap >= 0.3}[section]
+            for i in np.flatnonzero(keep):
+                if len(pairs) == self.num_test_per_section:
+                    break
+                a, b = texts[i] if gold[i, 0] > gold[i, 1] else texts[i][::-1]
+                pairs.append(PreferencePair(f"offline-{section}-{len(pairs)}", prompts[i], a, b, section, section))
+        return pairs
+
+    def load(self) -> dict[str, list[PreferencePair]]:
+        rng = np.random.default_rng(self.seed)
+        train = self._labelled(rng, self.num_train, "train")
+        val = self._labelled(rng, self.num_val, "val")
+        test = [pair for section in OFFLINE_SECTIONS for pair in self._section(rng, section)]
+        return {"train": train, "val": val, "test": test}
+
+
+class PrefMixSource:
+    """``weqweasdas/preference_dataset_mix2`` (hub name or local copy): chosen/rejected chats.
+
+    ``num_pairs`` pairs are drawn (seeded) from the split, ``num_val`` more held out for
+    validation; pairs whose responses are identical are dropped and counted.
+    """
+
+    def __init__(self, path: str = "weqweasdas/preference_dataset_mix2", split: str = "train",
+                 num_pairs: int = 50000, num_val: int = 1000, seed: int = 0,
+                 path_key: str = "dataset.datamodule.train_source.path"):
+        self.path, self.split, self.path_key = str(path), split, path_key
+        self.num_pairs, self.num_val, self.seed = int(num_pairs), int(num_val), int(seed)
+        self.dropped = 0
+
+    def load(self) -> dict[str, list[PreferencePair]]:
+        table = load_hub_dataset(self.path, self.path_key, self.split, alternative=OFFLINE_PREFERENCES)
+        missing = [c for c in ("chosen", "rejected") if c not in table.column_names]
+        if missing:
+            raise MalformedRowError(f"{self.path} ({self.path_key}), split {self.split!r}: missing column(s) "
+                                    f"{missing}; found {table.column_names}")
+        order = np.random.default_rng(self.seed).permutation(len(table))
+        wanted = min(len(table), self.num_pairs + self.num_val)
+        table = table.select_columns(["chosen", "rejected"]).select(order[:wanted].tolist())
+        pairs = []
+        for index, row in enumerate(table):
+            where = f"{self.path}, row {int(order[index])}"
+            prompt, chosen, rejected = split_chat_pair(row["chosen"], row["rejected"], where)
+            if chosen == rejected:
+                self.dropped += 1
+                continue
+            pairs.append(validate_preference_pair(
+                {"prompt": prompt, "chosen": chosen, "rejected": rejected, "id": f"prefmix-{int(order[index])}"},
+                int(order[index]), self.path))
+        if self.dropped:
+            warnings.warn(f"{self.path}: dropped {self.dropped} pairs with identical responses", stacklevel=2)
+        num_val = min(self.num_val, len(pairs) // 2)
+        return {"train": pairs[num_val:], "val": pairs[:num_val]}
+
+
+class RewardBenchSource:
+    """``allenai/reward-bench`` (hub name or local copy), split ``filtered``: evaluation pairs in
+    the Chat / Chat Hard / Safety / Reasoning sections (:mod:`rcollapse.data.rewardbench_sections`).
+    Subsets that belong to no section are skipped and counted."""
+
+    def __init__(self, path: str = "allenai/reward-bench", split: str = "filtered",
+                 path_key: str = "dataset.datamodule.eval_source.path", limit_per_subset: int | None = None):
+        self.path, self.split, self.path_key = str(path), split, path_key
+        self.limit_per_subset = limit_per_subset
+        self.skipped: dict[str, int] = {}
+
+    def load(self) -> dict[str, list[PreferencePair]]:
+        table = load_hub_dataset(self.path, self.path_key, self.split, alternative=OFFLINE_PREFERENCES)
+        missing = [c for c in ("prompt", "chosen", "rejected", "subset") if c not in table.column_names]
+        if missing:
+            raise MalformedRowError(f"{self.path} ({self.path_key}), split {self.split!r}: missing column(s) "
+                                    f"{missing}; found {table.column_names}")
+        pairs, seen = [], {}
+        for index, row in enumerate(table):
+            subset = row["subset"]
+            section = SECTION_OF_SUBSET.get(subset)
+            if section is None:
+                self.skipped[subset] = self.skipped.get(subset, 0) + 1
+                continue
+            seen[subset] = seen.get(subset, 0) + 1
+            if self.limit_per_subset is not None and seen[subset] > self.limit_per_subset:
+                continue
+            raw = {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"],
+                   "section": section, "subset": subset, "id": row.get("id", index)}
+            pairs.append(validate_preference_pair(raw, index, self.path))
+        if self.skipped:
+            warnings.warn(f"{self.path}: skipped subsets outside the four sections: {self.skipped}", stacklevel=2)
+        return {"test": pairs}
+

@@ -1,0 +1,77 @@
+"""The saved reward ensemble: what ``stage=ensemble`` writes and the PPO stage loads.
+
+A directory with ``backbone/`` (``save_pretrained``), ``tokenizer/``, ``heads.pt`` (the k linear
+heads) and ``ensemble.json`` (number of heads, their initialisation seeds, pooling, maximum
+length). :func:`load_ensemble` gives a :class:`RewardEnsemble` whose :meth:`~RewardEnsemble.score`
+returns every head's reward and their mean and sample variance for (prompt, response) texts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from rcollapse.data.preference_collator import PreferenceCollator
+from rcollapse.models.reward_model import RewardModel, RewardOutput
+
+ARTIFACT_VERSION = 1
+
+
+def save_ensemble(reward_model: RewardModel, tokenizer, path: str | Path, max_length: int,
+                  head_seeds: list[int], extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    reward_model.backbone.save_pretrained(str(path / "backbone"))
+    tokenizer.save_pretrained(str(path / "tokenizer"))
+    torch.save(reward_model.heads.state_dict(), path / "heads.pt")
+    meta = {"version": ARTIFACT_VERSION, "num_heads": reward_model.num_heads, "pooling": reward_model.pooling,
+            "max_length": int(max_length), "head_seeds": [int(s) for s in head_seeds], **(extra or {})}
+    (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
+    return path
+
+
+class RewardEnsemble:
+    """A loaded ensemble: ``score(prompts, responses)`` → :class:`RewardOutput` (scores [N, k],
+    mean [N], variance [N] over heads)."""
+
+    def __init__(self, reward_model: RewardModel, tokenizer, max_length: int, meta: dict):
+        self.reward_model = reward_model.eval()
+        self.tokenizer = tokenizer
+        self.collate = PreferenceCollator(tokenizer, max_length)
+        self.meta = meta
+
+    @property
+    def num_heads(self) -> int:
+        return self.reward_model.num_heads
+
+    def to(self, device) -> RewardEnsemble:
+        self.reward_model.to(device)
+        return self
+
+    @torch.no_grad()
+    def score(self, prompts: list[str], responses: list[str], batch_size: int = 64) -> RewardOutput:
+        device = next(self.reward_model.parameters()).device
+        parts = []
+        for start in range(0, len(prompts), batch_size):
+            batch = self.collate.encode(prompts[start:start + batch_size], responses[start:start + batch_size])
+            parts.append(self.reward_model(**{k: v.to(device) for k, v in batch.items()}))
+        scores = torch.cat([p.scores for p in parts])
+        return RewardOutput(scores, torch.cat([p.mean for p in parts]), torch.cat([p.variance for p in parts]))
+
+
+def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> RewardEnsemble:
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path)
+    meta_file = path / "ensemble.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{path} is not a reward-ensemble artifact (no ensemble.json); "
+                                "`python run.py stage=ensemble` writes one in its run dir under ensemble/")
+    meta = json.loads(meta_file.read_text())
+    backbone = AutoModel.from_pretrained(str(path / "backbone"))
+    tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
+    model = RewardModel(backbone, num_heads=int(meta["num_heads"]), pooling=meta["pooling"])
+    model.heads.load_state_dict(torch.load(path / "heads.pt", map_location="cpu", weights_only=True))
+    return RewardEnsemble(model, tokenizer, int(meta["max_length"]), meta).to(device)

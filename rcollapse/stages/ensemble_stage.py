@@ -1,0 +1,226 @@
+"""``stage=ensemble``: the 10-head frozen-backbone reward ensemble (Banerjee & Gopalan, Section 4).
+
+Phase 1 trains the backbone with one head on the Bradley–Terry loss until the loss (an
+exponential moving average over steps) reaches ``loss_threshold`` (0.3, as the paper) or the
+step budget ``stage.max_steps`` runs out. Phase 2 adds ``num_heads − 1`` heads, independently
+initialised from recorded seeds, freezes the backbone and trains all heads with the summed loss:
+on pooled features computed once and cached on disk (``cache_features: true``), or through the
+frozen backbone on every step (``false``); ``freeze_backbone: false`` trains the backbone too.
+Then every head scores the evaluation pairs: the accuracy table per section (Table 1), the
+variance histograms (Fig. 6), ``metrics.json`` keys ``ens/test/*``, and the saved ensemble
+(``ensemble/``) that the PPO stage loads. ``stage.ensemble.artifact=DIR`` skips training and
+evaluates a saved ensemble (e.g. on ``dataset=rewardbench``).
+
+Resume (``resume=true``): phase 1 continues from ``checkpoints/phase1/last.ckpt`` or, once
+finished, from its saved weights; phase 2 from ``checkpoints/phase2/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig
+
+from rcollapse.analysis.ensemble_report import (
+    accuracy_table,
+    ensemble_metrics,
+    plot_variance_histograms,
+    variance_by_section,
+    write_accuracy_table,
+)
+from rcollapse.data.preference_datamodule import PairFeatureDataModule
+from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
+from rcollapse.models.feature_cache import cached_pair_features
+from rcollapse.models.reward_model import RewardModel
+from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path, wants_resume
+
+
+class LossThresholdStop(Callback):
+    """Stop training once ``monitor`` (logged every step) is at or below ``threshold``."""
+
+    def __init__(self, threshold: float | None, monitor: str = "ens/train/loss_ema", min_steps: int = 10):
+        self.threshold, self.monitor, self.min_steps = threshold, monitor, min_steps
+        self.reached = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if self.threshold is None or value is None or trainer.global_step < self.min_steps:
+            return
+        if float(value) <= self.threshold:
+            self.reached = True
+            trainer.should_stop = True
+
+
+def head_init_seeds(base_seed: int, num_heads: int) -> list[int]:
+    """Seeds of heads 1..k−1 (head 0 comes from phase 1)."""
+    return [int(base_seed) * 1000 + j for j in range(1, num_heads)]
+
+
+def widen_heads(model: RewardModel, num_heads: int, seeds: list[int]) -> RewardModel:
+    """A reward model on the same backbone with ``num_heads`` heads: head 0 copied from ``model``,
+    the others drawn like ``nn.Linear``'s default (U(±1/√H)) from their own seeds."""
+    wide = RewardModel(model.backbone, num_heads=num_heads, pooling=model.pooling)
+    hidden = model.heads.in_features
+    bound = 1 / math.sqrt(hidden)
+    with torch.no_grad():
+        wide.heads.weight[0] = model.heads.weight[0]
+        wide.heads.bias[0] = model.heads.bias[0]
+        for j, seed in enumerate(seeds, start=1):
+            g = torch.Generator().manual_seed(seed)
+            wide.heads.weight[j] = (torch.rand(hidden, generator=g, dtype=torch.float64) * 2 - 1).to(wide.heads.weight.dtype) * bound
+            wide.heads.bias[j] = float((torch.rand(1, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+    return wide
+
+
+def bootstrap_counts(num_pairs: int, num_heads: int, seed: int) -> torch.Tensor:
+    """[N, k]: how often each head's bootstrap resample (N draws with replacement) holds each pair."""
+    rng = np.random.default_rng(seed)
+    return torch.tensor(np.stack([np.bincount(rng.integers(num_pairs, size=num_pairs), minlength=num_pairs)
+                                  for _ in range(num_heads)], axis=1), dtype=torch.float32)
+
+
+def _checkpoints(output_dir: Path, phase: str, every: int) -> ModelCheckpoint:
+    return ModelCheckpoint(dirpath=str(output_dir / "checkpoints" / phase), filename="step{step:06d}",
+                           auto_insert_metric_name=False, every_n_train_steps=every, save_top_k=1, save_last=True)
+
+
+def _device(cfg: DictConfig) -> torch.device:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    return torch.device("cuda" if torch.cuda.is_available() and accelerator in ("gpu", "cuda", "auto") else "cpu")
+
+
+def run_phase1(cfg, output_dir, reward_model, datamodule, loggers) -> dict:
+    """Backbone + one head on the Bradley–Terry loss, to the loss threshold or the step budget."""
+    e = cfg.stage.ensemble
+    done = output_dir / "checkpoints" / "phase1" / "final.pt"
+    if wants_resume(cfg) and done.exists():
+        saved = torch.load(done, map_location="cpu", weights_only=True)
+        reward_model.load_state_dict(saved["state_dict"])
+        print(f"phase 1 already finished ({saved['summary']}); continuing with phase 2")
+        return saved["summary"]
+    optimizer = instantiate(cfg.stage.optimizer, lr=float(cfg.model.lr))
+    module = instantiate(cfg.stage.module, reward_model=reward_model, optimizer=optimizer, freeze_backbone=False)
+    stop = LossThresholdStop(e.loss_threshold)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers,
+                                     callbacks=[_checkpoints(output_dir, "phase1", cfg.stage.checkpoint_every_n_steps), stop])
+    ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase1")
+    if ckpt:
+        print(f"resuming phase 1 from {ckpt}")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    summary = {"ens/phase1/steps": trainer.global_step, "ens/phase1/loss_ema": float(module.loss_ema),
+               "ens/phase1/reached_threshold": float(stop.reached or float(module.loss_ema) <= e.loss_threshold)}
+    summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
+    summary = {k.replace("ens/val/", "ens/phase1/val_"): v for k, v in summary.items()}
+    if trainer.is_global_zero:
+        torch.save({"state_dict": reward_model.state_dict(), "summary": summary}, done)
+    print(f"phase 1: {summary['ens/phase1/steps']} steps, loss EMA {summary['ens/phase1/loss_ema']:.3f} "
+          f"(threshold {e.loss_threshold}{', reached' if summary['ens/phase1/reached_threshold'] else ', not reached'})")
+    return summary
+
+
+def phase2_data(cfg, reward_model, tokenizer, datamodule, cache: bool):
+    """The data of phase 2: cached pooled features, or the token batches themselves."""
+    if not cache:
+        return datamodule, {}
+    e, dm = cfg.stage.ensemble, cfg.dataset.datamodule
+    reward_model.to(_device(cfg))
+    features, hits = {}, {}
+    for split in ("train", "val", "test"):
+        features[split], hits[split] = cached_pair_features(
+            reward_model, tokenizer, int(dm.max_length), datamodule.pairs(split), datamodule.loader(split),
+            e.feature_cache_dir, desc=f"backbone features ({split})")
+    reward_model.to("cpu")
+    print("pooled features: " + ", ".join(f"{s} {features[s][0].shape[0]} pairs ({'cache' if hits[s] else 'computed'})"
+                                          for s in features))
+    return PairFeatureDataModule(features, batch_size=e.head_batch_size, eval_batch_size=dm.eval_batch_size,
+                                 shuffle_seed=cfg.seed), {"ens/phase2/features_from_cache": float(all(hits.values()))}
+
+
+def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
+    e = cfg.stage.ensemble
+    seeds = head_init_seeds(e.head_init_seed, int(e.num_heads))
+    ensemble = widen_heads(reward_model, int(e.num_heads), seeds)
+    freeze = bool(e.freeze_backbone)
+    data, info = phase2_data(cfg, ensemble, tokenizer, datamodule, cache=freeze and bool(e.cache_features))
+    weights = None
+    if e.bootstrap:
+        weights = bootstrap_counts(len(datamodule.pairs("train")), int(e.num_heads), int(e.bootstrap_seed))
+    optimizer = instantiate(cfg.stage.optimizer, lr=float(e.head_lr))
+    module = instantiate(cfg.stage.module, reward_model=ensemble, optimizer=optimizer, freeze_backbone=freeze,
+                         bootstrap_weights=weights)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=loggers, max_steps=-1, max_epochs=int(e.head_epochs), val_check_interval=None,
+        check_val_every_n_epoch=1, callbacks=[_checkpoints(output_dir, "phase2", cfg.stage.checkpoint_every_n_steps)])
+    ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase2")
+    if ckpt:
+        print(f"resuming phase 2 from {ckpt}")
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    info.update(final_metrics(trainer.callback_metrics))
+    return module, trainer, data, seeds, info
+
+
+def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) -> dict[str, float]:
+    trainer.test(module, datamodule=data, verbose=False)
+    scores = module.test_scores
+    pairs = datamodule.pairs("test")
+    sections = [pairs[i].section for i in scores["index"].tolist()]
+    subsets = [pairs[i].subset for i in scores["index"].tolist()]
+    table = accuracy_table(scores["chosen"], scores["rejected"], sections, subsets)
+    variances = variance_by_section(scores["chosen"], scores["rejected"], sections)
+    metrics = ensemble_metrics(table, variances)
+    if trainer.is_global_zero:
+        write_accuracy_table(table, output_dir / "ensemble_accuracy.csv", output_dir / "ensemble_accuracy.md")
+        plot_variance_histograms(variances, output_dir / "figures" / "ensemble_variance.png", title=title)
+        torch.save(scores, output_dir / "ensemble_test_scores.pt")
+        print((output_dir / "ensemble_accuracy.md").read_text())
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+        if hasattr(logger, "log_image"):
+            logger.log_image("ens/test/variance_histograms", [str(output_dir / "figures" / "ensemble_variance.png")])
+    return metrics
+
+
+def run_ensemble_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    e = cfg.stage.ensemble
+    if e.get("artifact"):
+        return evaluate_saved_ensemble(cfg, output_dir, Path(str(e.artifact)).expanduser())
+    if cfg.dataset.datamodule.get("train_source") is None:
+        raise ValueError("this data set is evaluation-only (no train_source): pass stage.ensemble.artifact=DIR "
+                         "(a saved ensemble) or train on dataset=pref_mix / dataset=preference_offline")
+    tokenizer = instantiate(cfg.model.tokenizer)
+    backbone = instantiate(cfg.model.backbone, tokenizer=tokenizer)
+    reward_model = instantiate(cfg.model.reward_model, backbone=backbone, num_heads=1)
+    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
+    datamodule.setup()
+    loggers = build_loggers(cfg)
+    summary = run_phase1(cfg, output_dir, reward_model, datamodule, loggers)
+    module, trainer, data, seeds, info = run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers)
+    metrics = evaluate(module, trainer, data, datamodule, output_dir, title=f"{int(e.num_heads)} heads")
+    if trainer.is_global_zero:
+        save_ensemble(module.reward_model, tokenizer, output_dir / "ensemble", int(cfg.dataset.datamodule.max_length),
+                      seeds, extra={"model": cfg.model.get("name_or_path", cfg.model.backbone._target_),
+                                    "bootstrap": bool(e.bootstrap), "bootstrap_seed": int(e.bootstrap_seed)})
+    result = {**summary, **info, **metrics, "ens/num_heads": float(e.num_heads)}
+    print(f"ensemble: accuracy of the mean {metrics['ens/test/acc_mean']:.3f}, median variance of the chosen reward "
+          f"{metrics['ens/test/var_chosen_median']:.4g}; artifact {output_dir / 'ensemble'}")
+    return final_metrics(result)
+
+
+def evaluate_saved_ensemble(cfg: DictConfig, output_dir: Path, artifact: Path) -> dict[str, float]:
+    ensemble = load_ensemble(artifact)
+    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=ensemble.tokenizer,
+                             max_length=int(ensemble.meta["max_length"]))
+    if datamodule.train_source is None:  # evaluation-only data: nothing to train or validate on
+        datamodule.splits = {"train": [], "val": [], "test": datamodule.eval_source.load()["test"]}
+    module = instantiate(cfg.stage.module, reward_model=ensemble.reward_model, optimizer=None, freeze_backbone=True)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=[])
+    metrics = evaluate(module, trainer, datamodule, datamodule, output_dir, title=f"{artifact}")
+    (output_dir / "evaluated_artifact.json").write_text(json.dumps({"artifact": str(artifact), **ensemble.meta}))
+    return final_metrics(metrics)
