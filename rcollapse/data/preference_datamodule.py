@@ -41,7 +41,23 @@ def _train_sampler(trainer, size: int, seed: int, batch_size: int):
     return ResumableShuffleSampler(size, seed, batch_size, replicas, rank, skip)
 
 
-class PreferenceDataModule(L.LightningDataModule):
+class _SplitLoaders(L.LightningDataModule):
+    """Lightning's three loaders from ``loader(split, shuffle)``: training shuffled, the others in order."""
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+
+class PreferenceDataModule(_SplitLoaders):
     def __init__(self, train_source, tokenizer, eval_source=None, batch_size: int = 32, eval_batch_size: int = 64,
                  num_workers: int = 0, max_length: int = 512, shuffle_seed: int = 0):
         super().__init__()
@@ -76,15 +92,6 @@ class PreferenceDataModule(L.LightningDataModule):
                           collate_fn=self.collate, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
-
 
 class _FeaturePairs(Dataset):
     def __init__(self, chosen: torch.Tensor, rejected: torch.Tensor):
@@ -97,7 +104,7 @@ class _FeaturePairs(Dataset):
         return index
 
 
-class PairFeatureDataModule(L.LightningDataModule):
+class PairFeatureDataModule(_SplitLoaders):
     """Cached pooled features ``{split: (chosen [N, H], rejected [N, H])}`` in batches of
     ``{"features": [2B, H] (chosen first), "index": [B]}``, in the same order and batch sizes as
     :class:`PreferenceDataModule` would give the tokens."""
@@ -119,12 +126,3 @@ class PairFeatureDataModule(L.LightningDataModule):
 
         return DataLoader(_FeaturePairs(chosen, rejected), batch_size=size, sampler=sampler, shuffle=False,
                           collate_fn=collate)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
