@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 DEMO_UTILITIES ?= x,x_inv,log,logsigmoid,adaptive
 
-.PHONY: help install demo test test-full bench lint clean
+.PHONY: help install demo test test-full test-slurm bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,10 +31,16 @@ demo: install  ## the default job as a multirun over five utilities, then the co
 	  && $(PY) -m rcollapse.report $$(ls -d outputs/demo/*/ | tail -n 1)
 
 test: install  ## the fast test suite (what CI runs)
-	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest -m "not slow and not slurm" -n $(PYTEST_WORKERS) -q
 
-test-full: install  ## every test, the slow ones too
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+test-full: install  ## every test but the Slurm ones, the slow ones too
+	$(PY) -m pytest -m "not slurm" -n $(PYTEST_WORKERS) -q
+
+test-slurm: install  ## start a single-node Slurm cluster, run the Slurm tests, stop it
+	scripts/slurm_local.sh install
+	scripts/slurm_local.sh start
+	eval "$$(scripts/slurm_local.sh env)" && $(PY) -m pytest -m slurm tests/test_slurm.py -q -s; \
+	  status=$$?; scripts/slurm_local.sh stop; exit $$status
 
 bench: install  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.grouped_vs_pair_forward

@@ -49,7 +49,14 @@ def config_choice(group: str) -> str:
     return str(HydraConfig.get().runtime.choices.get(group))
 
 
+def ddp_if_many(processes) -> str:
+    """``trainer.strategy`` for ``processes`` per node (× nodes): ``ddp`` for more than one, else
+    ``auto`` (one process needs no process group)."""
+    return "ddp" if int(processes) > 1 else "auto"
+
+
 RESOLVERS = {
+    "rcollapse.ddp_if_many": ddp_if_many,
     "rcollapse.choice": config_choice,
     "rcollapse.run_dir": run_dir_for,
     "rcollapse.git_commit": git_commit,

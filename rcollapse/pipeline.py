@@ -41,7 +41,19 @@ def _job_ids() -> dict:
     """The scheduler's ids of this job, when it runs under Slurm."""
     keys = {"SLURM_JOB_ID": "slurm_job_id", "SLURM_ARRAY_JOB_ID": "slurm_array_job_id",
             "SLURM_ARRAY_TASK_ID": "slurm_array_task_id"}
-    return {name: os.environ[key] for key, name in keys.items() if key in os.environ}
+    ids = {name: os.environ[key] for key, name in keys.items() if key in os.environ}
+    if ids:  # whether Lightning takes its ranks and world from Slurm (SLURMEnvironment)
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        ids["lightning_slurm_environment"] = SLURMEnvironment.detect()
+    return ids
+
+
+def _world_size() -> int:
+    """The number of processes that trained together (1 without a process group)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _finish_wandb(exit_code: int) -> None:
@@ -90,6 +102,7 @@ def run(cfg: DictConfig) -> float | None:
     _finish_wandb(exit_code=0)
     if leader:
         _write_json(output_dir / "metrics.json", metrics)
-        _write_json(status_path, {"status": "completed", "stage": cfg.stage.name, **_job_ids()})
+        _write_json(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
+                                  **_job_ids()})
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -31,7 +31,7 @@ DEFAULT_METRICS = (
     "rm/test/closed_w1_two_point",
     "rm/val/pair_acc",
 )
-RESERVED = ("run_dir", "status", "error")
+RESERVED = ("run_dir", "status", "error", "slurm_job")
 PROFILE_SPLIT = "rm/test"
 _RANK_KEY = re.compile(r"^(?P<prefix>.+)/(?P<kind>open|closed)_reward_rank(?P<k>\d+)$")
 
@@ -68,17 +68,25 @@ def _first_line(text) -> str:
     return lines[0] if lines else ""
 
 
-def _run_status(run_dir: Path, has_metrics: bool) -> tuple[str, str]:
-    """``(status, first line of the error)`` of one run dir."""
+def slurm_label(info: dict) -> str:
+    """``ARRAY_TASK (job ID)`` from a status.json written under Slurm, "" elsewhere."""
+    array, task, job = info.get("slurm_array_job_id"), info.get("slurm_array_task_id"), info.get("slurm_job_id")
+    if array and task is not None:
+        return f"{array}_{task} (job {job})" if job and job != array else f"{array}_{task}"
+    return str(job or "")
+
+
+def _run_status(run_dir: Path, has_metrics: bool) -> tuple[str, str, str]:
+    """``(status, first line of the error, Slurm job)`` of one run dir."""
     info, problem = _read_json(run_dir / "status.json")
     if info is None:
-        return ("completed" if has_metrics else "incomplete"), problem
+        return ("completed" if has_metrics else "incomplete"), problem, ""
     status = str(info.get("status") or ("completed" if has_metrics else "incomplete"))
     error = _first_line(info.get("error"))
     if not error and info.get("traceback"):  # the traceback's last line names the exception
         lines = str(info["traceback"]).strip().splitlines()
         error = lines[-1].strip() if lines else ""
-    return status, error
+    return status, error, slurm_label(info)
 
 
 def _read_overrides(run_dir: Path) -> dict[str, str]:
@@ -113,14 +121,14 @@ def collect_runs(dirs: Iterable) -> pd.DataFrame:
             overrides = _read_overrides(run_dir)
             metrics, problem = _read_json(run_dir / "metrics.json")
             metrics = {str(k): v for k, v in (metrics or {}).items()}
-            status, error = _run_status(run_dir, bool(metrics))
+            status, error, slurm_job = _run_status(run_dir, bool(metrics))
             override_keys.update(dict.fromkeys(k for k in overrides if k not in RESERVED))
             metric_keys.update(metrics)
             records.append({"run_dir": str(run_dir), **overrides, "status": status,
-                            "error": error or problem, **metrics})
+                            "error": error or problem, "slurm_job": slurm_job, **metrics})
     params = list(override_keys)
     metric_cols = sorted(metric_keys - set(params) - set(RESERVED), key=_natural_key)
-    df = pd.DataFrame.from_records(records, columns=["run_dir", *params, "status", "error",
+    df = pd.DataFrame.from_records(records, columns=["run_dir", *params, "status", "error", "slurm_job",
                                                      *metric_cols])
     for col in metric_cols:
         df[col] = pd.to_numeric(df[col], errors="coerce")
@@ -275,9 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = df["status"].value_counts()
     print(f"{len(df)} run(s); swept: {', '.join(params) or 'nothing'}; "
           + ", ".join(f"{n} {s}" for s, n in counts.items()) + "\n")
+    slurm = ["slurm_job"] if df["slurm_job"].astype(bool).any() else []  # ran under Slurm
     rows = [[_run_label(r["run_dir"], roots), *(fmt(r.get(p)) for p in params), str(r["status"]),
-             *(fmt(r.get(m)) for m in metrics)] for r in df.to_dict("records")]
-    print(format_table(["run", *params, "status", *metrics], rows))
+             *(str(r[c]) for c in slurm), *(fmt(r.get(m)) for m in metrics)] for r in df.to_dict("records")]
+    print(format_table(["run", *params, "status", *slurm, *metrics], rows))
 
     if "seed" in params:
         table = summarise(df, metrics)
@@ -300,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not part.empty:
             print(f"\n{heading}")
             for r in part.to_dict("records"):
-                print(f"  {r['run_dir']}  [{status}]  {r['error'] or ''}".rstrip())
+                job = f"  Slurm job {r['slurm_job']}" if r.get("slurm_job") else ""
+                print(f"  {r['run_dir']}  [{status}]{job}  {r['error'] or ''}".rstrip())
 
     out = Path(args.out) if args.out else Path(args.dirs[0])
     out.mkdir(parents=True, exist_ok=True)
