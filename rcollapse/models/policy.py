@@ -1,0 +1,108 @@
+"""The PPO policy: a causal LM with a scalar value head, and the helpers that score token sequences.
+
+``model=tiny_gpt2`` builds a small GPT-2 from a config over the project's tiny tokenizer (no
+download); ``model=gpt2`` loads ``openai-community/gpt2`` by hub name or local directory (the
+clear offline error otherwise). Sequences are prompt (left-padded) + response (right-padded);
+position ids follow the attention mask, so a sequence gets the same log-probs alone and inside a
+padded batch.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from rcollapse.models.hub_models import (
+    ModelUnavailableError,
+    _offline_message,
+    require_local_or_hub,
+)
+
+
+class PolicyWithValueHead(nn.Module):
+    """``lm`` (a causal LM) and a linear value head on its last hidden states."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+        hidden = lm.config.hidden_size
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids, attention_mask):
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask,
+                      position_ids=position_ids_from_mask(attention_mask), output_hidden_states=True)
+        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
+
+
+def frozen_reference(lm: nn.Module) -> nn.Module:
+    """A frozen copy of the policy's LM (π0): eval mode, no gradient."""
+    reference = copy.deepcopy(lm).eval()
+    reference.requires_grad_(False)
+    return reference
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2, … over each row's real tokens (left padding gets 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def build_tiny_tokenizer_for_generation():
+    """The project's tiny WordPiece tokenizer, set up for a causal LM: left padding (prompts are
+    generated from), ``[SEP]`` as end of sequence, ``[PAD]`` as padding."""
+    from rcollapse.models.tiny_encoder import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.padding_side = "left"
+    tokenizer.eos_token = "[SEP]"
+    return tokenizer
+
+
+def build_tiny_gpt2(tokenizer, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_positions: int = 64):
+    """A randomly initialised GPT-2 sized from the arguments (vocabulary from ``tokenizer``)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                        n_positions=n_positions, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    return GPT2LMHeadModel(config)
+
+
+def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path"):
+    from transformers import AutoModelForCausalLM
+
+    source = require_local_or_hub(name_or_path, key)
+    try:
+        return AutoModelForCausalLM.from_pretrained(source)
+    except OSError as err:
+        raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+
+
+def load_pretrained_generation_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
+    """The model's tokenizer with left padding and a pad token (GPT-2 has none: EOS is used)."""
+    from transformers import AutoTokenizer
+
+    source = require_local_or_hub(name_or_path, key)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def response_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_length: int,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """log π(y_t | x, y_<t) of each response token [B, T_resp]: the logits at position p predict
+    the token at p + 1, so the response's tokens (from ``prompt_length``) read logits from one
+    position earlier. Uses TRL's memory-light ``selective_log_softmax``."""
+    from trl.trainer.utils import selective_log_softmax
+
+    logits = logits[:, prompt_length - 1:-1].float()
+    return selective_log_softmax(logits / temperature, input_ids[:, prompt_length:])

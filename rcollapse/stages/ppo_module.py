@@ -1,0 +1,196 @@
+"""Variance-weighted-KL PPO as a LightningModule (Banerjee & Gopalan, Section 5), CleanRL-style.
+
+One ``training_step`` is one PPO iteration on a batch of prompts, in named steps:
+
+1. **rollout**: sample responses (≤ ``max_new_tokens``) with the KV cache, under ``no_grad``;
+2. **score**: decode and score them with the reward ensemble: the optimised reward (one head, or a
+   combination), and the variance that weights the KL;
+3. **rewards**: per-token ``−β·w·KL_t``, the score on the last real response token;
+4. **advantages**: GAE over the response tokens (whitened if asked);
+5. **update**: ``ppo_epochs`` passes over shuffled minibatches: clipped policy and value losses.
+
+``variance_weighted=false`` is vanilla PPO (``w = 1``). Manual optimisation; the KL controller's
+state is checkpointed with the module. Metrics ``ppo/train/*`` every step.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from rcollapse.models.policy import position_ids_from_mask, response_logprobs
+from rcollapse.ppo_objective import (
+    clipped_policy_loss,
+    clipped_value_loss,
+    combine_heads,
+    explained_variance,
+    gae,
+    kl_per_token,
+    kl_weight,
+    masked_mean,
+    masked_whiten,
+    per_token_rewards,
+)
+from rcollapse.training_run import NonFiniteLossError
+
+
+class VarianceKLPPOModule(L.LightningModule):
+    def __init__(self, policy, reference, tokenizer, scorer, optimizer, kl_controller,
+                 variance_weighted: bool = True, kl_weight: str = "variance", kl_estimator: str = "k1",
+                 reward_combination: str = "head", reward_head: int = 0, reward_penalty: float = 1.0,
+                 ppo_epochs: int = 4, num_minibatches: int = 4, clip_range: float = 0.2,
+                 clip_range_value: float = 0.2, vf_coef: float = 0.1, gamma: float = 1.0, lam: float = 0.95,
+                 whiten_advantages: bool = True, max_new_tokens: int = 10, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, max_grad_norm: float = 1.0, sample_every_n_steps: int = 10):
+        super().__init__()
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["policy", "reference", "tokenizer", "scorer", "optimizer", "kl_controller"])
+        self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
+        self.scorer, self.optimizer_factory, self.kl_controller = scorer, optimizer, kl_controller
+        self.samples: list[dict] = []  # sample prompts/responses/scores/weights at intervals
+
+    # ---- 1. rollout ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, prompts: list[str]) -> dict:
+        h = self.hparams
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        self.policy.lm.eval()
+        sequences = self.policy.lm.generate(
+            **enc, do_sample=True, max_new_tokens=h.max_new_tokens, min_new_tokens=1, temperature=h.temperature,
+            top_k=h.top_k, top_p=h.top_p, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id, use_cache=True)
+        self.policy.lm.train()
+        prompt_length = enc["input_ids"].size(1)
+        responses = sequences[:, prompt_length:]
+        # real response tokens: up to and including the first EOS; what follows is padding
+        is_eos = responses == self.tokenizer.eos_token_id
+        after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+        response_mask = (~after_eos).long()
+        attention_mask = torch.cat([enc["attention_mask"], response_mask], 1)
+        return {"prompts": prompts, "sequences": sequences, "attention_mask": attention_mask,
+                "response_mask": response_mask, "prompt_length": prompt_length,
+                "texts": self.tokenizer.batch_decode(responses * response_mask + self.tokenizer.pad_token_id * (1 - response_mask),
+                                                     skip_special_tokens=True)}
+
+    # ---- 2. score ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, rollout: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.hparams
+        out = self.scorer(rollout["prompts"], rollout["texts"])
+        scores = combine_heads(out.scores.to(self.device), h.reward_combination, h.reward_head, h.reward_penalty)
+        variance = out.variance.to(self.device)
+        weights = kl_weight(variance, h.kl_weight if h.variance_weighted else "one")
+        return scores, variance, weights
+
+    # ---- forward passes ------------------------------------------------------------------------
+    def policy_pass(self, sequences, attention_mask, prompt_length):
+        logits, values = self.policy(sequences, attention_mask)
+        logprobs = response_logprobs(logits, sequences, prompt_length, self.hparams.temperature)
+        from trl.trainer.utils import entropy_from_logits
+
+        entropy = entropy_from_logits(logits[:, prompt_length - 1:-1].float())
+        return logprobs, values[:, prompt_length - 1:-1].float(), entropy
+
+    @torch.no_grad()
+    def reference_logprobs(self, sequences, attention_mask, prompt_length):
+        logits = self.reference(input_ids=sequences, attention_mask=attention_mask,
+                                position_ids=position_ids_from_mask(attention_mask)).logits
+        return response_logprobs(logits, sequences, prompt_length, self.hparams.temperature)
+
+    # ---- one PPO iteration ---------------------------------------------------------------------
+    def training_step(self, prompts: list[str], batch_idx: int):
+        h = self.hparams
+        rollout = self.rollout(prompts)
+        scores, variance, weights = self.score(rollout)
+        seq, attn, mask, p = rollout["sequences"], rollout["attention_mask"], rollout["response_mask"], rollout["prompt_length"]
+
+        # 3. rewards
+        with torch.no_grad():
+            old_logprobs, old_values, _ = self.policy_pass(seq, attn, p)
+            ref_logprobs = self.reference_logprobs(seq, attn, p)
+            kl = kl_per_token(old_logprobs, ref_logprobs, h.kl_estimator) * mask
+            beta = self.kl_controller.value
+            rewards = per_token_rewards(scores, kl, weights, mask, beta)
+            # 4. advantages
+            advantages, returns = gae(rewards, old_values, mask, h.gamma, h.lam)
+            if h.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+
+        # 5. update
+        optimizer = self.optimizers()
+        batch_size = seq.size(0)
+        minibatch_size = max(1, batch_size // h.num_minibatches)
+        stats = {"clipfrac": [], "approx_kl": [], "value_loss": [], "policy_loss": [], "entropy": []}
+        for _ in range(h.ppo_epochs):
+            order = torch.randperm(batch_size, device=self.device)
+            for start in range(0, batch_size, minibatch_size):
+                mb = order[start:start + minibatch_size]
+                mb_logprobs, mb_values, mb_entropy = self.policy_pass(seq[mb], attn[mb], p)
+                pg_loss, clipfrac, approx_kl = clipped_policy_loss(mb_logprobs, old_logprobs[mb], advantages[mb],
+                                                                   mask[mb], h.clip_range)
+                vf_loss = clipped_value_loss(mb_values, old_values[mb], returns[mb], mask[mb], h.clip_range_value)
+                loss = pg_loss + h.vf_coef * vf_loss
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"PPO loss is {loss.item()} at step {self.global_step}; lower "
+                                             "stage.ppo.lr or check the rewards; resume=true continues")
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(optimizer, gradient_clip_val=h.max_grad_norm, gradient_clip_algorithm="norm")
+                optimizer.step()
+                for key, value in (("clipfrac", clipfrac), ("approx_kl", approx_kl), ("value_loss", vf_loss),
+                                   ("policy_loss", pg_loss), ("entropy", masked_mean(mb_entropy, mask[mb]))):
+                    stats[key].append(float(value.detach()))
+
+        kl_per_sequence = kl.sum(1)
+        mean_kl = float(kl_per_sequence.mean())
+        self.kl_controller.update(mean_kl, batch_size)
+        metrics = {
+            "ppo/train/score": float(scores.mean()),
+            "ppo/train/kl": mean_kl,
+            "ppo/train/weighted_kl": float((weights * kl_per_sequence).mean()),
+            "ppo/train/beta": beta,
+            "ppo/train/variance": float(variance.mean()),
+            "ppo/train/response_length": float(mask.sum(1).float().mean()),
+            "ppo/train/explained_var": explained_variance(old_values, returns, mask),
+            **{f"ppo/train/{k}": sum(v) / len(v) for k, v in stats.items()},
+        }
+        self.log_dict(metrics, batch_size=batch_size, prog_bar=False)
+        self.log("ppo/train/score_pb", metrics["ppo/train/score"], prog_bar=True, batch_size=batch_size, logger=False)
+        if batch_idx % h.sample_every_n_steps == 0:
+            for i in range(min(4, batch_size)):
+                self.samples.append({"step": self.global_step, "prompt": prompts[i], "response": rollout["texts"][i],
+                                     "score": float(scores[i]), "variance": float(variance[i]),
+                                     "weight": float(weights[i])})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        # the frozen reference is rebuilt from the same initial weights: not saved
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("reference.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "kl_controller" in checkpoint:
+            self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+        self.strict_loading = False
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.policy.parameters())
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_texts(self, lm, prompts: list[str], batch_size: int = 64) -> list[str]:
+        """Responses of ``lm`` (the policy's or the reference's) to ``prompts``."""
+        h = self.hparams
+        texts = []
+        was_training = lm.training
+        lm.eval()
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start:start + batch_size]
+            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            out = lm.generate(**enc, do_sample=True, max_new_tokens=h.max_new_tokens, min_new_tokens=1,
+                              temperature=h.temperature, top_k=h.top_k, top_p=h.top_p,
+                              pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+            texts += self.tokenizer.batch_decode(out[:, enc["input_ids"].size(1):], skip_special_tokens=True)
+        lm.train(was_training)
+        return texts
