@@ -70,7 +70,14 @@ def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> Rewar
         raise FileNotFoundError(f"{path} is not a reward-ensemble artifact (no ensemble.json); "
                                 "`python run.py stage=ensemble` writes one in its run dir under ensemble/")
     meta = json.loads(meta_file.read_text())
-    backbone = AutoModel.from_pretrained(str(path / "backbone"))
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # e.g. a BERT pooler the reward heads never use, "newly initialised"
+    try:
+        backbone = AutoModel.from_pretrained(str(path / "backbone"))
+    finally:
+        hf_logging.set_verbosity(verbosity)
     tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
     model = RewardModel(backbone, num_heads=int(meta["num_heads"]), pooling=meta["pooling"])
     model.heads.load_state_dict(torch.load(path / "heads.pt", map_location="cpu", weights_only=True))

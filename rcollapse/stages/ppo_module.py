@@ -155,10 +155,10 @@ class VarianceKLPPOModule(L.LightningModule):
             **{f"ppo/train/{k}": sum(v) / len(v) for k, v in stats.items()},
         }
         self.log_dict(metrics, batch_size=batch_size, prog_bar=False)
-        self.log("ppo/train/score_pb", metrics["ppo/train/score"], prog_bar=True, batch_size=batch_size, logger=False)
-        if batch_idx % h.sample_every_n_steps == 0:
+        iteration = self.global_step // (h.ppo_epochs * -(-batch_size // minibatch_size)) - 1
+        if iteration % h.sample_every_n_steps == 0:
             for i in range(min(4, batch_size)):
-                self.samples.append({"step": self.global_step, "prompt": prompts[i], "response": rollout["texts"][i],
+                self.samples.append({"step": iteration, "prompt": prompts[i], "response": rollout["texts"][i],
                                      "score": float(scores[i]), "variance": float(variance[i]),
                                      "weight": float(weights[i])})
 

@@ -1,0 +1,58 @@
+"""Judges of the PPO stage: a separate reward model that scores the trained policies' responses.
+
+- :class:`VaderJudge` (``judge=vader``, offline): VADER's compound sentiment of the response.
+- :class:`SequenceClassifierJudge` (``judge=fsfairx``): ``sfairXC/FsfairX-LLaMA3-RM-v0.1`` by hub
+  name or local directory; each (prompt, response) is rendered with the tokenizer's chat template
+  (user, assistant), the BOS token stripped, and the raw logit is the score (the model card's use).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rcollapse.data.sentiment_gold import vader_compound
+
+
+class VaderJudge:
+    name = "vader"
+
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        return vader_compound(responses)
+
+
+class SequenceClassifierJudge:
+    def __init__(self, name_or_path: str = "sfairXC/FsfairX-LLaMA3-RM-v0.1", batch_size: int = 8,
+                 key: str = "judge.name_or_path", dtype: str = "bfloat16", device: str = "auto"):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from rcollapse.models.hub_models import (
+            ModelUnavailableError,
+            _offline_message,
+            require_local_or_hub,
+        )
+
+        source = require_local_or_hub(name_or_path, key)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForSequenceClassification.from_pretrained(source, torch_dtype=getattr(torch, dtype))
+        except OSError as err:
+            raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(device).eval()
+        self.device, self.batch_size, self.name = device, int(batch_size), name_or_path
+
+    @torch.no_grad()
+    def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        texts = []
+        for prompt, response in zip(prompts, responses, strict=True):
+            chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            text = self.tokenizer.apply_chat_template(chat, tokenize=False)
+            if self.tokenizer.bos_token and text.startswith(self.tokenizer.bos_token):
+                text = text[len(self.tokenizer.bos_token):]
+            texts.append(text)
+        scores = []
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True).to(self.device)
+            scores += self.model(**enc).logits[:, 0].float().cpu().tolist()
+        return scores
