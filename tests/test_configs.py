@@ -95,3 +95,19 @@ def test_a_config_key_that_matches_no_argument_fails_loudly(tmp_path):
     cfg = compose_config(["+utility.gama=0.5", "utility=power"], tmp_path)
     with pytest.raises(Exception, match="gama"):
         instantiate(cfg.utility)
+
+
+@pytest.mark.parametrize("arm", group_options("ppo_arm"))
+def test_every_ppo_arm_composes_with_the_ppo_stage(arm, tmp_path):
+    cfg = compose_config(["stage=ppo", f"+ppo_arm={arm}"], tmp_path)
+    assert cfg.stage.module.variance_weighted == ("variance" in arm)
+    if arm.startswith("paper"):
+        assert (cfg.stage.batch_size, cfg.stage.num_updates) == (128, 192)
+        assert cfg.stage.kl_controller.beta == (0.05 if "variance" in arm else 0.2)
+        assert cfg.stage.optimizer.lr == (1.5e-5 if "variance" in arm else 1.414e-5)
+
+
+@pytest.mark.parametrize("judge", group_options("judge"))
+def test_every_judge_composes(judge, tmp_path):
+    cfg = compose_config(["stage=ppo", f"judge={judge}"], tmp_path)
+    assert cfg.judge._target_.startswith("rcollapse.models.judges.")

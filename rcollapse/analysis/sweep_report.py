@@ -332,4 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rcollapse.analysis.collapse_plots import plot_theory_by_class
 
         print(f"wrote {plot_theory_by_class(theory_runs, out / 'theory_by_class.png')}")
+    from rcollapse.analysis.ppo_report import plot_judge_distribution, ppo_summary
+
+    summary = ppo_summary(df)
+    if summary is not None:
+        print("\nPPO policies by arm (judge = mean score over the test prompts; paper Fig. 7):")
+        rows = [[name, str(int(r["n"])), fmt(r["judge mean"]), fmt(r["judge var"]),
+                 "-" if pd.isna(r["final KL"]) else f"{fmt(r['final KL'])} ± {fmt(r['final KL std'])}"]
+                for name, r in summary.iterrows()]
+        print(format_table(["policy", "n", "judge mean", "judge var", "final KL"], rows))
+        summary.to_csv(out / "ppo_summary.csv")
+        print(f"wrote {plot_judge_distribution(summary, out / 'ppo_judge_distribution.png')}")
     return 0

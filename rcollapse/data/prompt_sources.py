@@ -36,7 +36,7 @@ class PromptsOfflineSource:
 
 class ImdbPromptsSource:
     def __init__(self, path: str = "stanfordnlp/imdb", num_train: int | None = None, num_test: int = 1000,
-                 seed: int = 0, path_key: str = "dataset.source.path"):
+                 seed: int = 0, path_key: str = "dataset.datamodule.source.path"):
         self.path, self.path_key = str(path), path_key
         self.num_train, self.num_test, self.seed = num_train, int(num_test), int(seed)
 
