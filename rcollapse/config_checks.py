@@ -39,6 +39,7 @@ def validate_config(cfg: DictConfig) -> None:
 STAGE_DATA = {
     "reward": ("RankingDataModule", "dataset=length_offline|longform_length|rankings_jsonl"),
     "ensemble": ("PreferenceDataModule", "dataset=preference_offline|pref_mix|rewardbench"),
+    "ppo": ("PromptDataModule", "dataset=prompts_offline|imdb_prompts"),
 }
 
 

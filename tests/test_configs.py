@@ -49,6 +49,10 @@ def test_every_utility_instantiates_to_a_callable_on_tensors(option, tmp_path):
 def test_every_dataset_instantiates_without_touching_the_network(option, tmp_path):
     paths = ["dataset.datamodule.source.train_path=a.jsonl", "dataset.datamodule.source.test_path=b.jsonl"]
     cfg = compose_config([f"dataset={option}", *(paths if option == "rankings_jsonl" else [])], tmp_path)
+    if cfg.dataset.datamodule._target_.endswith("PromptDataModule"):  # PPO prompts: no tokenizer, batch from stage
+        datamodule = instantiate(cfg.dataset.datamodule, batch_size=8)
+        assert datamodule.batch_size == 8
+        return
     tokenizer = instantiate(compose_config([], tmp_path).model.tokenizer)
     datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
     assert datamodule.batch_size == cfg.dataset.datamodule.batch_size

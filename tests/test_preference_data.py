@@ -80,7 +80,8 @@ def test_a_pair_with_identical_responses_is_an_error():
         validate_preference_pair({"prompt": "p", "chosen": "x", "rejected": "x"}, 3, "mine.jsonl")
 
 
-@pytest.mark.parametrize(("stage", "dataset"), [("ensemble", "length_offline"), ("reward", "preference_offline")])
+@pytest.mark.parametrize(("stage", "dataset"), [("ensemble", "length_offline"), ("reward", "preference_offline"),
+                                                ("ppo", "preference_offline")])
 def test_a_stage_rejects_a_data_set_of_the_other_kind(stage, dataset, tmp_path):
     cfg = compose_config([f"stage={stage}", f"dataset={dataset}"], tmp_path)
     with pytest.raises(ConfigError, match=f"stage={stage} needs"):
