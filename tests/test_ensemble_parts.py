@@ -180,3 +180,15 @@ def test_offline_pairs_follow_the_gold_reward_and_the_sections_hold():
             assert len(p.chosen) < len(p.rejected)
         if p.section == "Negation":
             assert "not" in p.chosen or "never" in p.chosen
+
+
+def test_a_response_scored_alone_and_inside_a_padded_batch_gets_the_same_score(tmp_path):
+    tokenizer, model = _tiny_model(num_heads=3)
+    save_ensemble(model, tokenizer, tmp_path / "ens", max_length=64, head_seeds=[1, 2])
+    ensemble = load_ensemble(tmp_path / "ens")
+    prompts = ["the movie", "i watched this film last night with my friends"]
+    responses = ["was great .", "and the plot felt extremely dull but the acting was wonderful ."]
+    batch = ensemble.score(prompts, responses)
+    for i in range(2):
+        alone = ensemble.score(prompts[i:i + 1], responses[i:i + 1])
+        torch.testing.assert_close(alone.scores[0], batch.scores[i], atol=1e-5, rtol=1e-5)

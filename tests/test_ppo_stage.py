@@ -58,4 +58,5 @@ def test_a_resumed_run_continues_from_its_last_checkpoint(ppo_run, capsys):
     import torch
 
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert state["global_step"] == 6 * 2 and "kl_controller" in state
+    assert state["global_step"] == 6 * 2 and "kl_controller" in state and "rng_state" in state
+    assert not any(k.startswith("reference.") for k in state["state_dict"])  # π0 is rebuilt, not saved

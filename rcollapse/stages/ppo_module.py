@@ -164,6 +164,9 @@ class VarianceKLPPOModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        # sampling continues the same random stream after a resume
+        checkpoint["rng_state"] = {"torch": torch.get_rng_state(),
+                                   "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
         # the frozen reference is rebuilt from the same initial weights: not saved
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("reference.")]:
@@ -172,6 +175,10 @@ class VarianceKLPPOModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "kl_controller" in checkpoint:
             self.kl_controller.load_state_dict(checkpoint["kl_controller"])
+        if "rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["rng_state"]["torch"])
+            if checkpoint["rng_state"]["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(checkpoint["rng_state"]["cuda"])
         self.strict_loading = False
 
     def configure_optimizers(self):
