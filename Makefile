@@ -46,6 +46,7 @@ bench: install  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.grouped_vs_pair_forward
 	$(PY) -m benchmarks.collapse_solver
 	$(PY) -m benchmarks.ensemble_phase2
+	$(PY) -m benchmarks.ppo_throughput
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
