@@ -136,9 +136,12 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
             {"prompts": prompts, "policy": policy_texts, "reference": reference_texts,
              "policy_scores": judged.tolist(), "reference_scores": judged_ref.tolist(),
              "ensemble": str(ensemble_path), "variance_weighted": bool(s.module.variance_weighted)}, indent=1))
-        with (output_dir / "ppo_samples.csv").open("w", newline="") as f:
+        samples_csv = output_dir / "ppo_samples.csv"
+        append = bool(ckpt) and samples_csv.exists()  # a resumed run adds to the interrupted one's samples
+        with samples_csv.open("a" if append else "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["step", "prompt", "response", "score", "variance", "weight"])
-            writer.writeheader()
+            if not append:
+                writer.writeheader()
             writer.writerows(module.samples)
         plot_training(history.rows, output_dir / "figures" / "ppo_training.png",
                       {"policy": metrics["ppo/test/judge_mean"], "reference": metrics["ppo/test/judge_mean_ref"]})
