@@ -23,3 +23,17 @@ def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):
     assert f"commit-{git_commit()}" in contents["tags"] and "stage-reward" in contents["tags"]
     images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))
     assert len(images) >= 3
+
+
+def test_offline_wandb_run_of_the_ppo_stage_holds_its_metrics_and_sample_table(tmp_path):
+    from tests.test_ppo_stage import SMALL as PPO_SMALL
+
+    run(compose_config(["logger=wandb", *PPO_SMALL], tmp_path))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    contents = run_contents(next(runs[0].glob("run-*.wandb")))
+    logged = contents["history"] | contents["summary"]
+    logged |= {key.rsplit("/", 1)[0] for key in logged if key.endswith("/_type")}  # tables and images
+    for key in ("ppo/train/score", "ppo/train/kl", "ppo/train/weighted_kl", "ppo/test/judge_mean",
+                "ppo/test/judge_mean_ref", "ppo/samples"):
+        assert key in logged, key
+    assert "stage-ppo" in contents["tags"]

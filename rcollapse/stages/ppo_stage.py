@@ -113,6 +113,7 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                                   every_n_train_steps=int(s.checkpoint_every_n_updates) * steps_per_batch)
     trainer: L.Trainer = instantiate(cfg.trainer, max_steps=int(s.num_updates) * steps_per_batch, max_epochs=-1,
                                      val_check_interval=None, check_val_every_n_epoch=None, gradient_clip_val=None,
+                                     log_every_n_steps=1,  # every PPO iteration
                                      logger=build_loggers(cfg), callbacks=[checkpoints, history])
     ckpt = resolve_ckpt_path(cfg, output_dir)
     if ckpt:
