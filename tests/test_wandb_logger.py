@@ -2,7 +2,7 @@
 
 from rcollapse.pipeline import run
 from tests.conftest import FAST_TRAINING, compose_config
-from tests.wandb_records import run_contents
+from tests.wandb_records import run_contents_when_written as run_contents
 
 
 def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):

@@ -52,3 +52,17 @@ def run_contents(path: Path) -> dict[str, set[str]]:
         elif kind == "summary":
             out["summary"] |= {item.key or "/".join(item.nested_key) for item in record.summary.update}
     return out
+
+
+def run_contents_when_written(path: Path, timeout: float = 30.0) -> dict[str, set[str]]:
+    """:func:`run_contents` once the file holds the config and some metrics: W&B's service may
+    still be flushing an offline run for a moment after ``wandb.finish()`` returns when several
+    runs finish at once (two test workers)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        contents = run_contents(path)
+        if (contents["config"] and (contents["history"] or contents["summary"])) or time.monotonic() > deadline:
+            return contents
+        time.sleep(0.5)
