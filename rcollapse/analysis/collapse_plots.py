@@ -12,31 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from rcollapse.analysis.collapse_metrics import TYPES, rank_profile, split_by_type
+from rcollapse.analysis.figures import pyplot, save_figure
 
 TYPE_COLOURS = {"open": "tab:blue", "closed": "tab:red"}
 OVERLAY_COLOURS = ("black", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:gray")
-DPI = 120
 MAX_PROMPT_LINES = 1000  # more thin lines add nothing visible; an even subset is drawn
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> Path:
-    plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _ranks(n: int) -> np.ndarray:
@@ -76,7 +56,7 @@ def plot_rewards_by_rank(
     rewards. ``overlay`` maps names to predicted profiles drawn dashed: a name containing
     "open" / "closed" picks that panel, any other name goes on both.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.collections import LineCollection
 
     by_type = split_by_type(reward_vectors, openness)
@@ -119,7 +99,7 @@ def plot_rewards_by_rank(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rewards_over_training(history, path, title: str = "") -> Path:
@@ -129,7 +109,7 @@ def plot_rewards_over_training(history, path, title: str = "") -> Path:
     panel (open, closed), coloured by step (viridis, with a colorbar), so that one sees the
     profiles converge.
     """
-    plt = _pyplot()
+    plt = pyplot()
     import matplotlib as mpl
 
     history = sorted(history, key=lambda item: item[0])
@@ -154,7 +134,7 @@ def plot_rewards_over_training(history, path, title: str = "") -> Path:
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), label="training step")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_utility_comparison(rows: Sequence[dict], path, title: str = "") -> Path:
@@ -163,7 +143,7 @@ def plot_utility_comparison(rows: Sequence[dict], path, title: str = "") -> Path
     ``rows``: dicts ``{"label": str, "open_profile": array, "closed_profile": array}`` (a
     profile may be missing or hold NaN at ranks a run did not have).
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = max(1, len(rows))
     cols = min(n, 4)
     nrows = int(np.ceil(n / cols))
@@ -191,7 +171,7 @@ def plot_utility_comparison(rows: Sequence[dict], path, title: str = "") -> Path
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_theory_by_class(theory_runs: Sequence[dict], path) -> Path:
@@ -200,7 +180,7 @@ def plot_theory_by_class(theory_runs: Sequence[dict], path) -> Path:
     ``theory.json`` payloads (``utility``, ``rewards``, ``limit``)."""
     from scipy import stats
 
-    plt = _pyplot()
+    plt = pyplot()
     by_class: dict[str, list[dict]] = {}
     for run in theory_runs:
         by_class.setdefault(str(run["utility"]).split("(", 1)[0], []).append(run)
@@ -221,4 +201,4 @@ def plot_theory_by_class(theory_runs: Sequence[dict], path) -> Path:
         ax.legend(fontsize=6)
     fig.suptitle("collapsed reward distributions (solid) and their limits (dashed)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rcollapse.analysis.figures import pyplot, save_figure
 from rcollapse.data.rewardbench_sections import SECTION_OF_SUBSET, section_scores
 
 
@@ -103,12 +104,8 @@ def write_accuracy_table(table: dict[str, dict[str, float]], csv_path: Path, mar
 def plot_variance_histograms(variances: dict[str, dict[str, np.ndarray]], path: Path, title: str = "") -> Path:
     """Paper Fig. 6: per section, histograms of the heads' sample variance of the chosen reward
     (left) and of the chosen − rejected difference (right)."""
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key, label in ((axes[0], "chosen", "variance of the chosen reward"),
                            (axes[1], "difference", "variance of chosen − rejected")):
@@ -120,7 +117,4 @@ def plot_variance_histograms(variances: dict[str, dict[str, np.ndarray]], path: 
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

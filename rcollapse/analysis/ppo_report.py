@@ -1,5 +1,6 @@
 """The PPO study's summary (Banerjee & Gopalan, Fig. 7): per arm, the spread of the policies'
-mean judge scores, against the reference policy's, and the arms' final KLs side by side."""
+mean judge scores, against the reference policy's, and the arms' final KLs side by side; and one
+run's training curves."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from rcollapse.analysis.figures import pyplot, save_figure
 
 JUDGE, JUDGE_REF, KL = "ppo/test/judge_mean", "ppo/test/judge_mean_ref", "ppo/train/kl"
 
@@ -45,11 +48,7 @@ def ppo_summary(df: pd.DataFrame) -> pd.DataFrame | None:
 
 def plot_judge_distribution(summary: pd.DataFrame, path: Path) -> Path:
     """Paper Fig. 7: each policy's mean judge score, per arm, beside the reference policy's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     runs = summary.attrs["runs"]
     groups = {"reference": runs[JUDGE_REF].to_numpy()}
     groups.update({arm: part[JUDGE].to_numpy() for arm, part in runs.groupby("arm")})
@@ -60,7 +59,19 @@ def plot_judge_distribution(summary: pd.DataFrame, path: Path) -> Path:
     ax.set(xlabel="mean judge score over the test prompts", ylabel="policies")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def plot_training(history: list[dict], path: Path, judge: dict | None = None) -> Path:
+    """Score, KL and β over a PPO run's iterations, with the judge's verdict in the title."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    steps = [h["step"] for h in history]
+    for ax, key, label in ((axes[0], "ppo/train/score", "reward-model score"), (axes[1], "ppo/train/kl", "KL(π‖π0)"),
+                           (axes[2], "ppo/train/beta", "β")):
+        ax.plot(steps, [h[key] for h in history])
+        ax.set(xlabel="PPO iteration", ylabel=label)
+    if judge:
+        axes[0].set_title(f"judge: policy {judge['policy']:.3f}, reference {judge['reference']:.3f}", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)

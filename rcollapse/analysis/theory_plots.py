@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rcollapse.analysis.figures import pyplot, save_figure
+
 
 def plot_collapsed_distribution(rewards: np.ndarray, limit, path: Path, title: str = "") -> Path:
     """Paper Fig. 2 style: the solution's empirical CDF and histogram with the limit overlaid."""
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_cdf, ax_hist) = plt.subplots(1, 2, figsize=(9, 3.6))
     x = np.sort(rewards)
     ax_cdf.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=f"solution (n={x.size})")
@@ -28,20 +26,13 @@ def plot_collapsed_distribution(rewards: np.ndarray, limit, path: Path, title: s
     ax_cdf.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_bandit_returns(returns: dict[str, np.ndarray], reference: float, path: Path, title: str = "") -> Path:
     """Histograms of the true return of both updates over the draws of R̂ (paper Fig. 5)."""
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     labels = {"unaware": "Method 1 (variance-unaware)", "aware": "Method 2 (variance-aware)"}
     for method, values in returns.items():
@@ -49,7 +40,4 @@ def plot_bandit_returns(returns: dict[str, np.ndarray], reference: float, path: 
     ax.axvline(reference, color="k", linestyle="--", label="reference π0")
     ax.set(xlabel="true return πᵀr*", ylabel="draws", title=title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

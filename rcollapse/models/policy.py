@@ -17,6 +17,7 @@ from torch import nn
 from rcollapse.models.hub_models import (
     ModelUnavailableError,
     _offline_message,
+    load_pretrained_tokenizer,
     require_local_or_hub,
 )
 
@@ -84,13 +85,7 @@ def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path"
 
 def load_pretrained_generation_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
     """The model's tokenizer with left padding and a pad token (GPT-2 has none: EOS is used)."""
-    from transformers import AutoTokenizer
-
-    source = require_local_or_hub(name_or_path, key)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as err:
-        raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+    tokenizer = load_pretrained_tokenizer(name_or_path, key)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -102,7 +97,7 @@ def response_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_leng
     """log π(y_t | x, y_<t) of each response token [B, T_resp]: the logits at position p predict
     the token at p + 1, so the response's tokens (from ``prompt_length``) read logits from one
     position earlier. Uses TRL's memory-light ``selective_log_softmax``."""
-    from trl.trainer.utils import selective_log_softmax
+    from trl.trainer.utils import selective_log_softmax  # lazy: importing trl takes seconds
 
     logits = logits[:, prompt_length - 1:-1].float()
     return selective_log_softmax(logits / temperature, input_ids[:, prompt_length:])

@@ -86,7 +86,7 @@ class VarianceKLPPOModule(L.LightningModule):
     def policy_pass(self, sequences, attention_mask, prompt_length):
         logits, values = self.policy(sequences, attention_mask)
         logprobs = response_logprobs(logits, sequences, prompt_length, self.hparams.temperature)
-        from trl.trainer.utils import entropy_from_logits
+        from trl.trainer.utils import entropy_from_logits  # lazy: importing trl takes seconds
 
         entropy = entropy_from_logits(logits[:, prompt_length - 1:-1].float())
         return logprobs, values[:, prompt_length - 1:-1].float(), entropy

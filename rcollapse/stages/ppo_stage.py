@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from rcollapse.analysis.ppo_report import plot_training
 from rcollapse.models.ensemble_artifact import load_ensemble
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
@@ -56,27 +57,6 @@ def shared_offline_ensemble(cfg: DictConfig) -> Path:
             if proc.returncode != 0 or not (artifact / "ensemble.json").exists():
                 raise RuntimeError(f"training the offline ensemble failed ({' '.join(command)}):\n{proc.stderr[-3000:]}")
     return artifact
-
-
-def plot_training(history: list[dict], path: Path, judge: dict | None = None) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    steps = [h["step"] for h in history]
-    for ax, key, label in ((axes[0], "ppo/train/score", "reward-model score"), (axes[1], "ppo/train/kl", "KL(π‖π0)"),
-                           (axes[2], "ppo/train/beta", "β")):
-        ax.plot(steps, [h[key] for h in history])
-        ax.set(xlabel="PPO iteration", ylabel=label)
-    if judge:
-        axes[0].set_title(f"judge: policy {judge['policy']:.3f}, reference {judge['reference']:.3f}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 class _History(L.Callback):
