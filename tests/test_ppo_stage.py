@@ -34,6 +34,7 @@ def test_ppo_stage_writes_every_metric_and_file(ppo_run):
         assert key in metrics, key
     assert metrics["ppo/train/beta"] == pytest.approx(0.05)
     assert (out / "figures" / "ppo_training.png").stat().st_size > 5000
+    assert len((out / "ppo_history.csv").read_text().splitlines()) == 1 + 4  # header + one row per iteration
     samples = (out / "ppo_samples.csv").read_text().splitlines()
     assert samples[0] == "step,prompt,response,score,variance,weight" and len(samples) > 1
     judged = json.loads((out / "judge_scores.json").read_text())
@@ -60,3 +61,46 @@ def test_a_resumed_run_continues_from_its_last_checkpoint(ppo_run, capsys):
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 6 * 2 and "kl_controller" in state and "rng_state" in state
     assert not any(k.startswith("reference.") for k in state["state_dict"])  # π0 is rebuilt, not saved
+    # the history and the samples cover the whole run, the interrupted part included, once each
+    history = (out / "ppo_history.csv").read_text().splitlines()
+    assert [line.split(",", 1)[0] for line in history[1:]] == [str(i) for i in range(6)]
+    samples = (out / "ppo_samples.csv").read_text().splitlines()[1:]
+    assert [line.split(",", 1)[0] for line in samples] == ["0"] * 4  # iteration 0, 4 samples, not repeated
+    metrics = json.loads((out / "metrics.json").read_text())
+    import csv
+
+    kls = [float(r["ppo/train/kl"]) for r in csv.DictReader((out / "ppo_history.csv").open())]
+    assert metrics["ppo/final/kl"] == pytest.approx(sum(kls) / len(kls))  # window 10 > 6 iterations
+    assert metrics["ppo/train/kl"] == pytest.approx(kls[-1])
+
+
+def test_a_run_that_crashes_mid_training_resumes_to_the_uninterrupted_result(ppo_run, tmp_path, monkeypatch):
+    """Killed after iteration 4's checkpoint (of 6), resumed: the same policy, history and metrics as
+    a run that was never interrupted (RNG, optimiser, KL controller and prompt order restored)."""
+    from rcollapse.stages.ppo_module import VarianceKLPPOModule
+
+    common = [*SMALL, "stage.num_updates=6", f"paths.cache_dir={ppo_run / 'cache'}",
+              "+ppo_arm=small_variance_aware", "stage.module.sample_every_n_steps=2"]
+    run(compose_config(common, tmp_path / "straight"))
+    steps_per_iteration = 2  # ppo_epochs=1 x num_minibatches=2
+    original = VarianceKLPPOModule.training_step
+
+    def crash_in_iteration_5(self, prompts, batch_idx):
+        if self.global_step >= 4 * steps_per_iteration:
+            raise RuntimeError("node lost")
+        return original(self, prompts, batch_idx)
+
+    monkeypatch.setattr(VarianceKLPPOModule, "training_step", crash_in_iteration_5)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run(compose_config(common, tmp_path / "crashed"))
+    monkeypatch.undo()
+    crashed = tmp_path / "crashed" / "run"
+    assert json.loads((crashed / "status.json").read_text())["status"] == "failed"
+    run(compose_config([*common, f"resume={crashed}"], tmp_path / "crashed"))
+
+    straight = tmp_path / "straight" / "run"
+    expected, resumed = (json.loads((d / "metrics.json").read_text()) for d in (straight, crashed))
+    for key in ("ppo/train/score", "ppo/train/kl", "ppo/train/beta", "ppo/final/kl", "ppo/test/judge_mean"):
+        assert resumed[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    assert (crashed / "ppo_history.csv").read_text().count("\n") == 1 + 6
+    assert (crashed / "ppo_samples.csv").read_text() == (straight / "ppo_samples.csv").read_text()

@@ -132,3 +132,32 @@ def test_module_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rcollapse.report", str(empty)],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2 and "No runs found" in done.stdout
+
+
+def make_ppo_sweep(root, final_kl):
+    """2 arms x 2 seeds of stage=ppo runs: judge scores and KLs chosen so the expected table is known."""
+    num = 0
+    for arm, weighted, judges in (("small_vanilla", False, (0.60, 0.70)), ("small_variance_aware", True, (0.64, 0.66))):
+        for seed, judge in enumerate(judges):
+            metrics = {"ppo/test/judge_mean": judge, "ppo/test/judge_mean_ref": 0.05 + 0.01 * seed,
+                       "ppo/train/kl": 9.0, "ppo/final/kl": final_kl[arm][seed]}
+            job = make_job(root, num, [f"+ppo_arm={arm}", f"seed={seed}"], metrics, {"status": "completed"})
+            (job / "config_resolved.yaml").write_text(yaml.safe_dump({"stage": {"module": {"variance_weighted": weighted}}}))
+            num += 1
+
+
+def test_ppo_report_gives_each_arm_and_the_reference_their_spread_and_final_kl(tmp_path, capsys):
+    make_ppo_sweep(tmp_path, {"small_vanilla": (1.8, 2.2), "small_variance_aware": (2.1, 2.3)})
+    assert main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "ppo_summary.csv", index_col="policy")
+    assert list(summary.index) == ["reference", "vanilla", "variance-aware"]
+    assert summary.loc["vanilla", "judge mean"] == pytest.approx(0.65)
+    assert summary.loc["vanilla", "judge var"] == pytest.approx(0.005)  # ((0.05)^2 * 2) / 1
+    assert summary.loc["variance-aware", "judge var"] == pytest.approx(0.0002)
+    assert summary.loc["reference", "n"] == 4 and summary.loc["reference", "judge mean"] == pytest.approx(0.055)
+    # the final KL is the windowed mean (ppo/final/kl), not the last iteration's 9.0
+    assert summary.loc["vanilla", "final KL"] == pytest.approx(2.0)
+    assert summary.loc["variance-aware", "final KL"] == pytest.approx(2.2)
+    assert "differ by 10 %" in printed and "ppo/final/kl" in printed
+    assert (tmp_path / "ppo_judge_distribution.png").stat().st_size > 5000

@@ -11,7 +11,9 @@ import pandas as pd
 
 from rcollapse.analysis.figures import pyplot, save_figure
 
-JUDGE, JUDGE_REF, KL = "ppo/test/judge_mean", "ppo/test/judge_mean_ref", "ppo/train/kl"
+JUDGE, JUDGE_REF = "ppo/test/judge_mean", "ppo/test/judge_mean_ref"
+# the final KL: its mean over a run's last iterations (ppo/final/kl), or the last iteration's
+FINAL_KL, LAST_KL = "ppo/final/kl", "ppo/train/kl"
 
 
 def arm_of(run: dict) -> str:
@@ -35,15 +37,25 @@ def ppo_summary(df: pd.DataFrame) -> pd.DataFrame | None:
     if runs.empty:
         return None
     runs["arm"] = [arm_of(r) for r in runs.to_dict("records")]
+    kl = FINAL_KL if FINAL_KL in runs.columns and runs[FINAL_KL].notna().all() else LAST_KL
     rows = [{"policy": "reference", "n": len(runs), "judge mean": runs[JUDGE_REF].mean(),
              "judge var": runs[JUDGE_REF].var(ddof=1), "final KL": np.nan, "final KL std": np.nan}]
     for arm, part in runs.groupby("arm"):
         rows.append({"policy": arm, "n": len(part), "judge mean": part[JUDGE].mean(),
-                     "judge var": part[JUDGE].var(ddof=1), "final KL": part[KL].mean(),
-                     "final KL std": part[KL].std(ddof=1)})
+                     "judge var": part[JUDGE].var(ddof=1), "final KL": part[kl].mean(),
+                     "final KL std": part[kl].std(ddof=1)})
     summary = pd.DataFrame(rows).set_index("policy")
     summary.attrs["runs"] = runs
+    summary.attrs["kl_metric"] = kl
     return summary
+
+
+def kl_gap(summary: pd.DataFrame) -> float | None:
+    """|KL_a − KL_b| / min(KL_a, KL_b) between the two arms' mean final KLs (None without both)."""
+    if not {"vanilla", "variance-aware"} <= set(summary.index):
+        return None
+    a, b = summary.loc["vanilla", "final KL"], summary.loc["variance-aware", "final KL"]
+    return float(abs(a - b) / min(a, b)) if min(a, b) > 0 else None
 
 
 def plot_judge_distribution(summary: pd.DataFrame, path: Path) -> Path:

@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rcollapse.analysis.collapse_plots import plot_theory_by_class
 
         print(f"wrote {plot_theory_by_class(theory_runs, out / 'theory_by_class.png')}")
-    from rcollapse.analysis.ppo_report import plot_judge_distribution, ppo_summary
+    from rcollapse.analysis.ppo_report import kl_gap, plot_judge_distribution, ppo_summary
 
     summary = ppo_summary(df)
     if summary is not None:
@@ -341,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "-" if pd.isna(r["final KL"]) else f"{fmt(r['final KL'])} ± {fmt(r['final KL std'])}"]
                 for name, r in summary.iterrows()]
         print(format_table(["policy", "n", "judge mean", "judge var", "final KL"], rows))
+        gap = kl_gap(summary)
+        print(f"final KL = {summary.attrs['kl_metric']} (mean ± std over the arm's policies)"
+              + ("" if gap is None else f"; the arms' final KLs differ by {100 * gap:.0f} %"))
         summary.to_csv(out / "ppo_summary.csv")
         print(f"wrote {plot_judge_distribution(summary, out / 'ppo_judge_distribution.png')}")
     return 0

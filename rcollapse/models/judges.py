@@ -4,6 +4,9 @@
 - :class:`SequenceClassifierJudge` (``judge=fsfairx``): ``sfairXC/FsfairX-LLaMA3-RM-v0.1`` by hub
   name or local directory; each (prompt, response) is rendered with the tokenizer's chat template
   (user, assistant), the BOS token stripped, and the raw logit is the score (the model card's use).
+  Batches are right-padded and the logit is read at each row's last attended token: Llama 3
+  tokenizers have no pad token, and transformers' own pooling (the rightmost token that is not
+  the pad id) reads the wrong token when the pad id also ends the chat template (e.g. EOS).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class SequenceClassifierJudge:
             self.model = AutoModelForSequenceClassification.from_pretrained(source, torch_dtype=getattr(torch, dtype))
         except OSError as err:
             raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+        if self.tokenizer.pad_token is None:
+            # padding only: the score is read under the attention mask, not at the pad id
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(device).eval()
@@ -53,6 +60,20 @@ class SequenceClassifierJudge:
             texts.append(text)
         scores = []
         for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True).to(self.device)
-            scores += self.model(**enc).logits[:, 0].float().cpu().tolist()
+            enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                 add_special_tokens=True).to(self.device)
+            scores += self.last_token_logits(enc["input_ids"], enc["attention_mask"]).float().cpu().tolist()
         return scores
+
+    def last_token_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The classifier's first logit at each right-padded row's last attended token.
+
+        Decoder classifiers (a ``score`` head on the base model: Llama, Mistral, Gemma, Qwen) are
+        pooled here; any other classifier pools itself under the attention mask (e.g. [CLS])."""
+        base = getattr(self.model, self.model.base_model_prefix, None)
+        head = getattr(self.model, "score", None)
+        if not isinstance(base, torch.nn.Module) or not isinstance(head, torch.nn.Module):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.sum(1) - 1
+        return head(hidden[torch.arange(hidden.size(0), device=hidden.device), last])[:, 0]

@@ -164,6 +164,7 @@ class VarianceKLPPOModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["kl_controller"] = self.kl_controller.state_dict()
+        checkpoint["ppo_samples"] = list(self.samples)  # a resumed run keeps the samples taken so far
         # sampling continues the same random stream after a resume
         checkpoint["rng_state"] = {"torch": torch.get_rng_state(),
                                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -175,11 +176,19 @@ class VarianceKLPPOModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "kl_controller" in checkpoint:
             self.kl_controller.load_state_dict(checkpoint["kl_controller"])
-        if "rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["rng_state"]["torch"])
-            if checkpoint["rng_state"]["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(checkpoint["rng_state"]["cuda"])
+        self.samples = list(checkpoint.get("ppo_samples", []))
+        # applied just before the next iteration: creating the resumed dataloader's iterator draws
+        # from the global RNG, which an uninterrupted run did at the start of the epoch instead
+        self._rng_state_to_restore = checkpoint.get("rng_state")
         self.strict_loading = False
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        rng_state = getattr(self, "_rng_state_to_restore", None)
+        if rng_state is not None:
+            torch.set_rng_state(rng_state["torch"])
+            if rng_state["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng_state["cuda"])
+            self._rng_state_to_restore = None
 
     def configure_optimizers(self):
         return self.optimizer_factory(self.policy.parameters())

@@ -4,10 +4,12 @@ Builds the policy (and a frozen reference copy), the prompts, the reward ensembl
 ``stage.ensemble_path``, or trained once offline and shared by every job), runs PPO
 (:class:`~rcollapse.stages.ppo_module.VarianceKLPPOModule`), then lets the judge score the
 policy's and the reference policy's responses to the test prompts. Writes ``metrics.json``
-(``ppo/train/*`` of the last step, ``ppo/test/judge_mean`` and ``ppo/test/judge_mean_ref``),
-``ppo_samples.csv`` (prompts, responses, scores, weights at intervals), ``figures/ppo_training.png``
-(score, KL and β over training) and ``judge_scores.json``. ``resume=true`` continues from
-``checkpoints/last.ckpt`` (policy, value head, optimiser, KL controller).
+(``ppo/train/*`` of the last iteration, ``ppo/final/*`` their means over the last
+``stage.final_window`` iterations, ``ppo/test/judge_mean`` and ``ppo/test/judge_mean_ref``),
+``ppo_history.csv`` (every iteration's metrics), ``ppo_samples.csv`` (prompts, responses, scores,
+weights at intervals), ``figures/ppo_training.png`` (score, KL and β over training) and
+``judge_scores.json``. ``resume=true`` continues from ``checkpoints/last.ckpt`` (policy, value
+head, optimiser, KL controller, RNG, history and samples).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -59,13 +62,38 @@ def shared_offline_ensemble(cfg: DictConfig) -> Path:
     return artifact
 
 
-class _History(L.Callback):
+class TrainingHistory(L.Callback):
+    """The ``ppo/train/*`` metrics of every PPO iteration; kept in the checkpoints, so that a
+    resumed run's history (``ppo_history.csv``, the training figure) covers the whole run."""
+
     def __init__(self):
         self.rows: list[dict] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("ppo/train/")}
         self.rows.append({"step": len(self.rows), **metrics})
+
+    def state_dict(self) -> dict:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+    def final_means(self, window: int) -> dict[str, float]:
+        """``ppo/final/<name>``: the mean of ``ppo/train/<name>`` over the last ``window``
+        iterations, a steadier end-of-training value than the last iteration's alone."""
+        last = self.rows[-window:]
+        if not last:
+            return {}
+        keys = [k for k in last[-1] if k.startswith("ppo/train/")]
+        return {k.replace("ppo/train/", "ppo/final/"): float(np.mean([r[k] for r in last if k in r])) for k in keys}
+
+    def write_csv(self, path: Path) -> None:
+        keys = sorted({k for r in self.rows for k in r if k != "step"})
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["step", *keys])
+            writer.writeheader()
+            writer.writerows(self.rows)
 
 
 def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
@@ -87,7 +115,9 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                              optimizer_steps_per_batch=steps_per_batch)
     module = instantiate(s.module, policy=policy, reference=reference, tokenizer=tokenizer, scorer=ensemble.score,
                          optimizer=instantiate(s.optimizer), kl_controller=instantiate(s.kl_controller))
-    history = _History()
+    history = TrainingHistory()
+    # a checkpoint is taken after a whole PPO iteration (its optimiser steps done), as intended
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     checkpoints = ModelCheckpoint(dirpath=str(output_dir / "checkpoints"), filename="step{step:06d}",
                                   auto_insert_metric_name=False, save_top_k=1, save_last=True,
                                   every_n_train_steps=int(s.checkpoint_every_n_updates) * steps_per_batch)
@@ -110,6 +140,7 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     judged = np.array(judge.score(prompts, policy_texts))
     judged_ref = np.array(judge.score(prompts, reference_texts))
     metrics = {**{k: v for k, v in train_metrics.items() if k.startswith("ppo/train/")},
+               **history.final_means(int(s.final_window)),
                "ppo/test/judge_mean": float(judged.mean()), "ppo/test/judge_mean_ref": float(judged_ref.mean()),
                "ppo/test/judge_std": float(judged.std()), "ppo/test/judge_std_ref": float(judged_ref.std())}
     if trainer.is_global_zero:
@@ -117,13 +148,12 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
             {"prompts": prompts, "policy": policy_texts, "reference": reference_texts,
              "policy_scores": judged.tolist(), "reference_scores": judged_ref.tolist(),
              "ensemble": str(ensemble_path), "variance_weighted": bool(s.module.variance_weighted)}, indent=1))
-        samples_csv = output_dir / "ppo_samples.csv"
-        append = bool(ckpt) and samples_csv.exists()  # a resumed run adds to the interrupted one's samples
-        with samples_csv.open("a" if append else "w", newline="") as f:
+        # samples and history come back from the checkpoint on resume: these files cover the whole run
+        with (output_dir / "ppo_samples.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["step", "prompt", "response", "score", "variance", "weight"])
-            if not append:
-                writer.writeheader()
+            writer.writeheader()
             writer.writerows(module.samples)
+        history.write_csv(output_dir / "ppo_history.csv")
         plot_training(history.rows, output_dir / "figures" / "ppo_training.png",
                       {"policy": metrics["ppo/test/judge_mean"], "reference": metrics["ppo/test/judge_mean_ref"]})
     for logger in trainer.loggers:
@@ -131,6 +161,7 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         if hasattr(logger, "log_table") and module.samples:
             logger.log_table("ppo/samples", columns=list(module.samples[0]), data=[list(r.values()) for r in module.samples])
     print(f"PPO ({'variance-weighted' if s.module.variance_weighted else 'vanilla'} KL): judge {metrics['ppo/test/judge_mean']:.3f} "
-          f"vs reference {metrics['ppo/test/judge_mean_ref']:.3f}; final KL {metrics.get('ppo/train/kl', float('nan')):.3f}; "
+          f"vs reference {metrics['ppo/test/judge_mean_ref']:.3f}; final KL {metrics.get('ppo/final/kl', float('nan')):.3f} "
+          f"(mean of the last {int(s.final_window)} iterations); "
           f"outputs in {output_dir}")
     return final_metrics(metrics)
