@@ -78,3 +78,31 @@ def test_logprobs_alone_and_inside_a_padded_batch_agree():
     logits = module.policy.lm(input_ids=alone_seq).logits
     torch.testing.assert_close(response_logprobs(logits, alone_seq, p - pad)[0][mask], alone_logprobs[0][mask],
                                atol=1e-5, rtol=1e-5)
+
+
+def test_rollouts_are_samples_of_the_policy_that_scores_them():
+    """k1 and k3 are both unbiased for KL(π‖π0) only when the responses are drawn from π as the
+    scoring forward pass computes it (left padding, no stray token_type_ids, no forced tokens):
+    their means then agree, and are positive. Generating from a different model breaks this."""
+    from rcollapse.ppo_objective import kl_per_token
+
+    module, _ = _module(seed=3)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in module.policy.lm.parameters():  # π ≠ π0
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    rng = np.random.default_rng(0)
+    prompts = [review_prompt(rng) for _ in range(64)]
+    k1, k3 = [], []
+    for _ in range(20):
+        rollout = module.rollout(prompts)
+        seq, attn, mask, p = (rollout[k] for k in ("sequences", "attention_mask", "response_mask", "prompt_length"))
+        with torch.no_grad():
+            logprobs, _, _ = module.policy_pass(seq, attn, p)
+            ref_logprobs = module.reference_logprobs(seq, attn, p)
+        k1.append((kl_per_token(logprobs, ref_logprobs, "k1") * mask).sum(1))
+        k3.append((kl_per_token(logprobs, ref_logprobs, "k3") * mask).sum(1))
+    k1, k3 = torch.cat(k1), torch.cat(k3)
+    standard_error = float((k1 - k3).std() / len(k1) ** 0.5)
+    assert float(k3.mean()) > 0.05
+    assert abs(float(k1.mean() - k3.mean())) < 4 * standard_error + 0.02, (float(k1.mean()), float(k3.mean()))

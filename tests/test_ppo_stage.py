@@ -34,7 +34,14 @@ def test_ppo_stage_writes_every_metric_and_file(ppo_run):
         assert key in metrics, key
     assert metrics["ppo/train/beta"] == pytest.approx(0.05)
     assert (out / "figures" / "ppo_training.png").stat().st_size > 5000
-    assert len((out / "ppo_history.csv").read_text().splitlines()) == 1 + 4  # header + one row per iteration
+    import csv
+
+    history = list(csv.DictReader((out / "ppo_history.csv").open()))
+    assert [r["step"] for r in history] == ["0", "1", "2", "3"]  # one row per iteration
+    # the judge ran at iteration 0 (every 10) and at the last, on the policy and (once) the reference
+    judged = [r["step"] for r in history if r["ppo/eval/judge_mean"]]
+    assert judged == ["0", "3"]
+    assert history[0]["ppo/eval/judge_mean_ref"] == history[3]["ppo/eval/judge_mean_ref"]
     samples = (out / "ppo_samples.csv").read_text().splitlines()
     assert samples[0] == "step,prompt,response,score,variance,weight" and len(samples) > 1
     judged = json.loads((out / "judge_scores.json").read_text())

@@ -205,3 +205,27 @@ def test_runs_started_together_get_their_own_dirs(tmp_path):
     for d in dirs:
         assert (Path(d) / "metrics.json").exists()
         shutil.rmtree(d)  # they live in the repo's outputs/
+
+
+def test_the_small_ppo_sweep_runs_both_arms_on_one_shared_ensemble_and_the_report_compares_them(tmp_path):
+    """`-m +sweep=ppo_variance_kl_small`, cut to one head and one seed and a few iterations: both
+    arms run on the offline ensemble trained once, and the report prints the arms' table."""
+    from tests.test_ppo_stage import SMALL
+
+    shrink = [o for o in SMALL if not o.startswith(("stage=", "stage.num_updates"))]
+    sweep_dir = tmp_path / "sweep"
+    proc = run_py("-m", "+sweep=ppo_variance_kl_small", "stage.module.reward_head=0", "seed=0",
+                  "stage.num_updates=3", *shrink, f"paths.cache_dir={tmp_path / 'cache'}",
+                  f"hydra.sweep.dir={sweep_dir}")
+    assert proc.stdout.count("training the offline reward ensemble once") == 1
+    arms = []
+    for job in ("0", "1"):
+        metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
+        assert metrics["ppo/train/beta"] != pytest.approx(0.05)  # the arm's adaptive controller, not the default β
+        arms.append(json.loads((sweep_dir / job / "judge_scores.json").read_text())["variance_weighted"])
+    assert arms == [False, True]
+    printed = report(sweep_dir)
+    assert "PPO policies by arm" in printed and "final KL = ppo/final/kl" in printed
+    for policy in ("reference", "vanilla", "variance-aware"):
+        assert any(line.startswith(policy) for line in printed.splitlines()), policy
+    assert (sweep_dir / "ppo_judge_distribution.png").exists()

@@ -14,6 +14,8 @@ from rcollapse.analysis.figures import pyplot, save_figure
 JUDGE, JUDGE_REF = "ppo/test/judge_mean", "ppo/test/judge_mean_ref"
 # the final KL: its mean over a run's last iterations (ppo/final/kl), or the last iteration's
 FINAL_KL, LAST_KL = "ppo/final/kl", "ppo/train/kl"
+# the judge on a few test prompts during training
+EVAL_JUDGE, EVAL_JUDGE_REF = "ppo/eval/judge_mean", "ppo/eval/judge_mean_ref"
 
 
 def arm_of(run: dict) -> str:
@@ -65,24 +67,41 @@ def plot_judge_distribution(summary: pd.DataFrame, path: Path) -> Path:
     groups = {"reference": runs[JUDGE_REF].to_numpy()}
     groups.update({arm: part[JUDGE].to_numpy() for arm, part in runs.groupby("arm")})
     fig, ax = plt.subplots(figsize=(6, 3.8))
+    everything = np.concatenate(list(groups.values()))
+    edges = np.linspace(everything.min(), everything.max() + 1e-9, 31)  # shared bins: widths comparable
     for i, (name, values) in enumerate(groups.items()):
-        ax.hist(values, bins=12, alpha=0.5, label=f"{name}: mean {values.mean():.3f}, var {values.var(ddof=1) if values.size > 1 else 0:.4f}",
-                color=f"C{i}")
-    ax.set(xlabel="mean judge score over the test prompts", ylabel="policies")
+        spread = values.var(ddof=1) if values.size > 1 else 0.0
+        ax.hist(values, bins=edges, alpha=0.5, color=f"C{i}",
+                label=f"{name}: mean {values.mean():.3f}, var {spread:.2g} (n={values.size})")
+        ax.plot(values, np.full(values.size, -0.04 * (i + 1)), "|", color=f"C{i}", markersize=8,
+                transform=ax.get_xaxis_transform(), clip_on=False)  # one tick per policy under the axis
+    ax.set_xlabel("mean judge score over the test prompts (ticks: one per policy)", labelpad=4 + 9 * len(groups))
+    ax.set_ylabel("policies")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def plot_training(history: list[dict], path: Path, judge: dict | None = None) -> Path:
-    """Score, KL and β over a PPO run's iterations, with the judge's verdict in the title."""
+    """Score, KL, β and the judge's mean score (policy against reference, where it ran) over a PPO
+    run's iterations, with the final judge verdict in the title."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     steps = [h["step"] for h in history]
     for ax, key, label in ((axes[0], "ppo/train/score", "reward-model score"), (axes[1], "ppo/train/kl", "KL(π‖π0)"),
                            (axes[2], "ppo/train/beta", "β")):
-        ax.plot(steps, [h[key] for h in history])
+        ax.plot(steps, [h.get(key, np.nan) for h in history])
         ax.set(xlabel="PPO iteration", ylabel=label)
+    judged = [h for h in history if h.get(EVAL_JUDGE) is not None]
+    if judged:
+        axes[3].plot([h["step"] for h in judged], [h[EVAL_JUDGE] for h in judged], "o-", label="policy")
+        axes[3].plot([h["step"] for h in judged], [h[EVAL_JUDGE_REF] for h in judged], "--", color="gray",
+                     label="reference policy")
+        axes[3].legend(fontsize=7)
+    else:
+        axes[3].text(0.5, 0.5, "judge not run during training\n(stage.judge_every_n_updates=0)",
+                     ha="center", va="center", transform=axes[3].transAxes, fontsize=8)
+    axes[3].set(xlabel="PPO iteration", ylabel="judge mean (eval prompts)")
     if judge:
         axes[0].set_title(f"judge: policy {judge['policy']:.3f}, reference {judge['reference']:.3f}", fontsize=8)
     fig.tight_layout()

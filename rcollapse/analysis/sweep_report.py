@@ -338,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary is not None:
         print("\nPPO policies by arm (judge = mean score over the test prompts; paper Fig. 7):")
         rows = [[name, str(int(r["n"])), fmt(r["judge mean"]), fmt(r["judge var"]),
-                 "-" if pd.isna(r["final KL"]) else f"{fmt(r['final KL'])} ± {fmt(r['final KL std'])}"]
+                 "-" if pd.isna(r["final KL"]) else fmt(r["final KL"])
+                 + ("" if pd.isna(r["final KL std"]) else f" ± {fmt(r['final KL std'])}")]
                 for name, r in summary.iterrows()]
         print(format_table(["policy", "n", "judge mean", "judge var", "final KL"], rows))
         gap = kl_gap(summary)

@@ -59,14 +59,19 @@ def build_tiny_tokenizer_for_generation():
     tokenizer = build_tiny_tokenizer()
     tokenizer.padding_side = "left"
     tokenizer.eos_token = "[SEP]"
+    # a causal LM takes no segment ids: GPT-2 would add the embedding of token 0 to every position
+    # it is given token_type_ids for, so generation and scoring would see different models
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
     return tokenizer
 
 
-def build_tiny_gpt2(tokenizer, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_positions: int = 64):
-    """A randomly initialised GPT-2 sized from the arguments (vocabulary from ``tokenizer``)."""
+def build_tiny_gpt2(tokenizer, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_positions: int = 64,
+                    vocab_size: int | None = None):
+    """A randomly initialised GPT-2 sized from the arguments, its vocabulary ``tokenizer``'s or, for
+    benchmarks at a real model's shape, ``vocab_size`` (ids past the tokenizer's decode to nothing)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+    config = GPT2Config(vocab_size=max(len(tokenizer), vocab_size or 0), n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                         n_positions=n_positions, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

@@ -20,6 +20,10 @@ from tqdm.auto import tqdm
 from rcollapse.data.synthetic_reviews import review_prompt, review_text
 from rcollapse.models.feature_cache import state_digest
 
+# bumped when the warm-up's training changes, so that older cached weights are not reused
+# (2: ids and mask only, no token_type_ids)
+SFT_VERSION = 2
+
 
 def review_corpus(num_texts: int, seed: int) -> list[str]:
     """Prompt + continuation texts like those the offline preference pairs hold."""
@@ -33,7 +37,7 @@ def sft_warmup(lm, tokenizer, steps: int, lr: float = 1e-3, batch_size: int = 32
     """Fit ``lm`` in place for ``steps`` steps (or load the cached fit); returns whether cached."""
     if steps <= 0:
         return False
-    key = hashlib.sha256(json.dumps([state_digest(lm), steps, lr, batch_size, num_texts, seed,
+    key = hashlib.sha256(json.dumps([SFT_VERSION, state_digest(lm), steps, lr, batch_size, num_texts, seed,
                                      len(tokenizer)]).encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"sft-{key}.pt" if cache_dir else None
     if path is not None and path.exists():
@@ -49,7 +53,8 @@ def sft_warmup(lm, tokenizer, steps: int, lr: float = 1e-3, batch_size: int = 32
                           add_special_tokens=False)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp_min(0)
-        loss = lm(**batch, position_ids=position_ids, labels=labels).loss
+        loss = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=position_ids,
+                  labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

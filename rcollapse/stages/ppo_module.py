@@ -53,10 +53,12 @@ class VarianceKLPPOModule(L.LightningModule):
     @torch.no_grad()
     def rollout(self, prompts: list[str]) -> dict:
         h = self.hparams
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        enc = self.encode_prompts(prompts)
         self.policy.lm.eval()
+        # plain sampling from π, EOS allowed at once: forcing tokens (min_new_tokens) would draw the
+        # responses from another distribution than the log-probs and the KL estimate assume
         sequences = self.policy.lm.generate(
-            **enc, do_sample=True, max_new_tokens=h.max_new_tokens, min_new_tokens=1, temperature=h.temperature,
+            **enc, do_sample=True, max_new_tokens=h.max_new_tokens, temperature=h.temperature,
             top_k=h.top_k, top_p=h.top_p, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id, use_cache=True)
         self.policy.lm.train()
@@ -71,6 +73,12 @@ class VarianceKLPPOModule(L.LightningModule):
                 "response_mask": response_mask, "prompt_length": prompt_length,
                 "texts": self.tokenizer.batch_decode(responses * response_mask + self.tokenizer.pad_token_id * (1 - response_mask),
                                                      skip_special_tokens=True)}
+
+    def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Left-padded prompt ids and mask, nothing else: the forward passes that score the samples
+        take exactly these (a tokenizer's ``token_type_ids`` would change GPT-2's generation only)."""
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
 
     # ---- 2. score ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -203,8 +211,8 @@ class VarianceKLPPOModule(L.LightningModule):
         lm.eval()
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start:start + batch_size]
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            out = lm.generate(**enc, do_sample=True, max_new_tokens=h.max_new_tokens, min_new_tokens=1,
+            enc = self.encode_prompts(chunk)
+            out = lm.generate(**enc, do_sample=True, max_new_tokens=h.max_new_tokens,
                               temperature=h.temperature, top_k=h.top_k, top_p=h.top_p,
                               pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
             texts += self.tokenizer.batch_decode(out[:, enc["input_ids"].size(1):], skip_special_tokens=True)

@@ -34,6 +34,7 @@ from rcollapse.analysis.ppo_report import plot_training
 from rcollapse.models.ensemble_artifact import load_ensemble
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
+from rcollapse.stages.ppo_history import PPOHistory
 from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,40 +63,6 @@ def shared_offline_ensemble(cfg: DictConfig) -> Path:
     return artifact
 
 
-class TrainingHistory(L.Callback):
-    """The ``ppo/train/*`` metrics of every PPO iteration; kept in the checkpoints, so that a
-    resumed run's history (``ppo_history.csv``, the training figure) covers the whole run."""
-
-    def __init__(self):
-        self.rows: list[dict] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("ppo/train/")}
-        self.rows.append({"step": len(self.rows), **metrics})
-
-    def state_dict(self) -> dict:
-        return {"rows": list(self.rows)}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.rows = list(state_dict.get("rows", []))
-
-    def final_means(self, window: int) -> dict[str, float]:
-        """``ppo/final/<name>``: the mean of ``ppo/train/<name>`` over the last ``window``
-        iterations, a steadier end-of-training value than the last iteration's alone."""
-        last = self.rows[-window:]
-        if not last:
-            return {}
-        keys = [k for k in last[-1] if k.startswith("ppo/train/")]
-        return {k.replace("ppo/train/", "ppo/final/"): float(np.mean([r[k] for r in last if k in r])) for k in keys}
-
-    def write_csv(self, path: Path) -> None:
-        keys = sorted({k for r in self.rows for k in r if k != "step"})
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["step", *keys])
-            writer.writeheader()
-            writer.writerows(self.rows)
-
-
 def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     s = cfg.stage
     tokenizer = instantiate(cfg.model.tokenizer)
@@ -115,7 +82,9 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                              optimizer_steps_per_batch=steps_per_batch)
     module = instantiate(s.module, policy=policy, reference=reference, tokenizer=tokenizer, scorer=ensemble.score,
                          optimizer=instantiate(s.optimizer), kl_controller=instantiate(s.kl_controller))
-    history = TrainingHistory()
+    datamodule.setup("fit")
+    history = PPOHistory(judge, datamodule.prompts["test"][:int(s.judge_num_prompts)], int(s.judge_every_n_updates),
+                         num_updates=int(s.num_updates), judge_seed=int(cfg.seed))
     # a checkpoint is taken after a whole PPO iteration (its optimiser steps done), as intended
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     checkpoints = ModelCheckpoint(dirpath=str(output_dir / "checkpoints"), filename="step{step:06d}",
