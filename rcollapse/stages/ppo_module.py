@@ -96,7 +96,8 @@ class VarianceKLPPOModule(L.LightningModule):
         logprobs = response_logprobs(logits, sequences, prompt_length, self.hparams.temperature)
         from trl.trainer.utils import entropy_from_logits  # lazy: importing trl takes seconds
 
-        entropy = entropy_from_logits(logits[:, prompt_length - 1:-1].float())
+        # a statistic only (no entropy bonus in the loss): kept out of the autograd graph
+        entropy = entropy_from_logits(logits[:, prompt_length - 1:-1].detach().float())
         return logprobs, values[:, prompt_length - 1:-1].float(), entropy
 
     @torch.no_grad()
