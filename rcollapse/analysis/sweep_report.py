@@ -324,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figure = plot_utility_comparison(comparison, out / "utility_comparison.png",
                                          title="test prompts: mean reward by rank")
         print(f"wrote {figure}")
-    else:
+    elif not any(str(c).startswith("ppo/") for c in df.columns):
+        # PPO sweeps have no rank metrics by design; only say so for reward-model sweeps.
         print("no rm/test/*_reward_rank* metrics in completed runs: no comparison figure")
     theory_runs = [json.loads((Path(d) / "theory.json").read_text()) for d in df["run_dir"]
                    if (Path(d) / "theory.json").exists()]
