@@ -1,11 +1,12 @@
 """PPO stage throughput against raw model calls, side by side, and the per-policy time at the
 paper's settings projected from measured steps.
 
-- rollout: ``VarianceKLPPOModule.rollout`` (generate + EOS masking + decoding) against a raw
-  ``generate`` on the same prompts and settings, in responses/s (issue 8's target: ≥ 0.9×);
+- rollout: ``VarianceKLPPOModule.rollout`` (prompt encoding + generate + EOS masking) against a
+  raw ``generate`` on the same, pre-encoded prompts and settings, in responses/s (issue 8's
+  target: ≥ 0.9×); decoding the responses for the reward model is part of scoring;
 - update: one PPO epoch's forward + backward + step over minibatches (``policy_pass`` and the
   clipped losses) against a raw forward + backward + step of the same minibatches, in tokens/s;
-- projection: one iteration = rollout + ensemble scoring + old/reference log-probs + ``ppo_epochs``
+- projection: one iteration = rollout + decoding + ensemble scoring + old/reference log-probs + ``ppo_epochs``
   update epochs, measured at batch ``--batch`` and scaled to 192 iterations of 128 prompts
   (the paper: 3.86 h per policy on 4 A40s).
 
@@ -163,7 +164,7 @@ def measure(size: str, backbone: str, batch: int, args) -> None:
             optimizer.step()
 
     def score_and_logprobs():
-        module.score(rollout)
+        module.score(prompts, module.decode_responses(rollout))
         with torch.no_grad():
             module.policy_pass(seq, attn, p)
             module.reference_logprobs(seq, attn, p)

@@ -70,9 +70,7 @@ class VarianceKLPPOModule(L.LightningModule):
         response_mask = (~after_eos).long()
         attention_mask = torch.cat([enc["attention_mask"], response_mask], 1)
         return {"prompts": prompts, "sequences": sequences, "attention_mask": attention_mask,
-                "response_mask": response_mask, "prompt_length": prompt_length,
-                "texts": self.tokenizer.batch_decode(responses * response_mask + self.tokenizer.pad_token_id * (1 - response_mask),
-                                                     skip_special_tokens=True)}
+                "response_mask": response_mask, "prompt_length": prompt_length}
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Left-padded prompt ids and mask, nothing else: the forward passes that score the samples
@@ -81,10 +79,17 @@ class VarianceKLPPOModule(L.LightningModule):
         return {"input_ids": enc["input_ids"].to(self.device), "attention_mask": enc["attention_mask"].to(self.device)}
 
     # ---- 2. score ------------------------------------------------------------------------------
+    def decode_responses(self, rollout: dict) -> list[str]:
+        """The responses as text (real tokens only), for a reward model with its own tokenizer."""
+        responses = rollout["sequences"][:, rollout["prompt_length"]:]
+        mask = rollout["response_mask"]
+        return self.tokenizer.batch_decode(responses * mask + self.tokenizer.pad_token_id * (1 - mask),
+                                           skip_special_tokens=True)
+
     @torch.no_grad()
-    def score(self, rollout: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def score(self, prompts: list[str], responses: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.hparams
-        out = self.scorer(rollout["prompts"], rollout["texts"])
+        out = self.scorer(prompts, responses)
         scores = combine_heads(out.scores.to(self.device), h.reward_combination, h.reward_head, h.reward_penalty)
         variance = out.variance.to(self.device)
         weights = kl_weight(variance, h.kl_weight if h.variance_weighted else "one")
@@ -110,7 +115,8 @@ class VarianceKLPPOModule(L.LightningModule):
     def training_step(self, prompts: list[str], batch_idx: int):
         h = self.hparams
         rollout = self.rollout(prompts)
-        scores, variance, weights = self.score(rollout)
+        texts = self.decode_responses(rollout)
+        scores, variance, weights = self.score(prompts, texts)
         seq, attn, mask, p = rollout["sequences"], rollout["attention_mask"], rollout["response_mask"], rollout["prompt_length"]
 
         # 3. rewards
@@ -167,7 +173,7 @@ class VarianceKLPPOModule(L.LightningModule):
         iteration = self.global_step // (h.ppo_epochs * -(-batch_size // minibatch_size)) - 1
         if iteration % h.sample_every_n_steps == 0:
             for i in range(min(4, batch_size)):
-                self.samples.append({"step": iteration, "prompt": prompts[i], "response": rollout["texts"][i],
+                self.samples.append({"step": iteration, "prompt": prompts[i], "response": texts[i],
                                      "score": float(scores[i]), "variance": float(variance[i]),
                                      "weight": float(weights[i])})
 
