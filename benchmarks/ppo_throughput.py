@@ -6,8 +6,8 @@ paper's settings projected from measured steps.
   target: ≥ 0.9×); decoding the responses for the reward model is part of scoring;
 - update: one PPO epoch's forward + backward + step over minibatches (``policy_pass`` and the
   clipped losses) against a raw forward + backward + step of the same minibatches, in tokens/s;
-- projection: one iteration = rollout + decoding + ensemble scoring + old/reference log-probs + ``ppo_epochs``
-  update epochs, measured at batch ``--batch`` and scaled to 192 iterations of 128 prompts
+- projection: one iteration = rollout + decoding + ensemble scoring + old/reference log-probs
+  + ``ppo_epochs`` update epochs, measured at batch ``--batch`` and scaled to 192 iterations of 128 prompts
   (the paper: 3.86 h per policy on 4 A40s).
 
 Models are built from configs (no download): ``--size tiny`` (default on CPU) or ``gpt2`` (GPT-2

@@ -69,7 +69,7 @@ class VarianceKLPPOModule(L.LightningModule):
         after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0
         response_mask = (~after_eos).long()
         attention_mask = torch.cat([enc["attention_mask"], response_mask], 1)
-        return {"prompts": prompts, "sequences": sequences, "attention_mask": attention_mask,
+        return {"sequences": sequences, "attention_mask": attention_mask,
                 "response_mask": response_mask, "prompt_length": prompt_length}
 
     def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
