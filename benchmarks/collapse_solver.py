@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from rcollapse.theory import ks_distance, limit_distribution, solve_collapse
+from rcollapse.theory import ks_distance_to_limit, limit_distribution, solve_collapse
 from rcollapse.utilities import (
     InverseUtility,
     LogSigmoidUtility,
@@ -58,7 +58,7 @@ def main(argv=None) -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             sol, seconds = _timed(utility, n)
             target = TARGET_SECONDS.get(n)
-            ks = f"{ks_distance(sol.rewards, limit.cdf):.4f}" if limit else "-"
+            ks = f"{ks_distance_to_limit(sol, limit):.4f}" if limit else "-"
             line = (f"{name:<23}{n:>7}{seconds:>9.2f}{(f'<{target:g}' if target else '-'):>8}"
                     f"{sol.iterations:>7}{sol.duality_gap / abs(sol.objective):>10.1e}{ks:>13}")
             if n <= args.compare_up_to:

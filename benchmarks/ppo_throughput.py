@@ -121,8 +121,8 @@ def measure(size: str, backbone: str, batch: int, args) -> None:
         return ensemble(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device))
 
     module = VarianceKLPPOModule(policy, reference, tokenizer, scorer, lambda p: torch.optim.Adam(p, lr=1e-5),
-                                 FixedKLController(0.05), ppo_epochs=args.ppo_epochs,
-                                 num_minibatches=args.minibatches).to(device)
+                                 FixedKLController(0.05), batch_size=batch,
+                                 ppo_epochs=args.ppo_epochs, num_minibatches=args.minibatches).to(device)
     rng = np.random.default_rng(0)
     prompts = [review_prompt(rng) for _ in range(batch)]
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)

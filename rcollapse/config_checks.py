@@ -28,6 +28,9 @@ def validate_config(cfg: DictConfig) -> None:
         if eps is not None:
             _require(float(eps) >= 0, "utility.eps", f"must be >= 0, got {eps}")
     validate_stage_data(cfg)
+    validate_stage_model(cfg)
+    if stage.get("name") == "ppo":
+        validate_ppo(cfg)
     if "dataset" in cfg and cfg.dataset is not None and "datamodule" in cfg.dataset:
         dm = cfg.dataset.datamodule
         for key in ("batch_size", "eval_batch_size"):
@@ -53,3 +56,62 @@ def validate_stage_data(cfg: DictConfig) -> None:
     target = str(cfg.dataset.get("datamodule", {}).get("_target_", ""))
     _require(target.endswith(wanted), "dataset", f"stage={name} needs {wanted} data ({options}), "
              f"got {target.rsplit('.', 1)[-1] or 'none'}")
+
+
+# which part of a model group each training stage builds, and the model groups that provide it
+STAGE_MODEL = {
+    "reward": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta"),
+    "ensemble": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta"),
+    "ppo": ("policy", "a causal-LM policy", "model=tiny_gpt2|gpt2"),
+}
+# model.dropout: the checkpoint's dropout active while training, or every dropout probability 0
+DROPOUT_CHOICES = {True: True, "on": True, "true": True, False: False, "off": False, "false": False}
+
+
+def dropout_enabled(value, key: str = "model.dropout") -> bool:
+    """``model.dropout`` as a bool: true/on (the checkpoint's rates, as the reward-collapse paper's
+    HF-Trainer code trains) or false/off (all dropout off, as TRL's reward trainer)."""
+    normalised = value.strip().lower() if isinstance(value, str) else value
+    _require(normalised in DROPOUT_CHOICES, key, f"must be true (on: the checkpoint's dropout while training) or "
+             f"false (off: no dropout), got {value!r}")
+    return DROPOUT_CHOICES[normalised]
+
+
+def validate_stage_model(cfg: DictConfig) -> None:
+    """A training stage gets a model group that builds what it trains (``stage=reward model=gpt2``
+    fails here, naming the groups that fit), and ``model.dropout`` is a valid choice."""
+    name = cfg.stage.get("name")
+    if name not in STAGE_MODEL or "model" not in cfg or cfg.model is None:
+        return
+    part, what, options = STAGE_MODEL[name]
+    _require(cfg.model.get(part) is not None, "model", f"stage={name} needs {what} (a model group with "
+             f"model.{part}: {options}); the chosen model group has no model.{part}")
+    if name in ("reward", "ensemble"):
+        dropout_enabled(cfg.model.get("dropout", True))
+
+
+def validate_ppo(cfg: DictConfig) -> None:
+    """Every ``stage=ppo`` choice, before the SFT warm-up, the ensemble or a download."""
+    from rcollapse.ppo_objective import KL_ESTIMATORS, KL_WEIGHTS, REWARD_COMBINATIONS
+
+    s, module = cfg.stage, cfg.stage.module
+    for key, value, choices in (("kl_estimator", module.kl_estimator, KL_ESTIMATORS),
+                                ("kl_weight", module.kl_weight, KL_WEIGHTS),
+                                ("reward_combination", module.reward_combination, REWARD_COMBINATIONS)):
+        _require(value in choices, f"stage.module.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
+    for key, node in (("stage.batch_size", s.batch_size), ("stage.num_updates", s.num_updates),
+                      ("stage.checkpoint_every_n_updates", s.checkpoint_every_n_updates),
+                      ("stage.final_window", s.final_window), ("stage.module.max_new_tokens", module.max_new_tokens),
+                      ("stage.module.ppo_epochs", module.ppo_epochs),
+                      ("stage.module.num_minibatches", module.num_minibatches)):
+        _require(isinstance(node, int) and not isinstance(node, bool) and node >= 1, key,
+                 f"must be an integer >= 1, got {node!r}")
+    _require(isinstance(module.reward_head, int) and module.reward_head >= 0, "stage.module.reward_head",
+             f"must be an integer >= 0 (a head of the ensemble), got {module.reward_head!r}")
+    _require(float(module.temperature) > 0, "stage.module.temperature", f"must be > 0, got {module.temperature}")
+    from rcollapse.stages.ppo_module import PPOIterationSizes, PPOSizeError
+
+    try:
+        PPOIterationSizes(int(s.batch_size), int(module.num_minibatches), int(module.ppo_epochs))
+    except PPOSizeError as err:
+        raise ConfigError(str(err)) from None

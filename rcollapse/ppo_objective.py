@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 KL_ESTIMATORS = ("k1", "k3")
-KL_WEIGHTS = ("variance", "std", "one")
+# the weight of the KL penalty a config may choose (vanilla PPO, w = 1, is variance_weighted=false)
+KL_WEIGHTS = ("variance", "std")
 REWARD_COMBINATIONS = ("head", "mean", "min", "mean_minus_std")
 
 
@@ -46,18 +47,19 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
         return log_ratio
     if estimator == "k3":
         return torch.expm1(-log_ratio) + log_ratio  # (ρ − 1) − log ρ, ρ = π0/π
-    raise ValueError(f"stage.ppo.kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
+    raise ValueError(f"stage.module.kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
 
 
 def kl_weight(variance: torch.Tensor, mode: str = "variance") -> torch.Tensor:
-    """w(x, y) per sequence: the ensemble variance σ², its square root σ, or 1 (vanilla)."""
+    """w(x, y) per sequence: the ensemble variance σ² (Theorem 3.6's weight), its square root σ (the
+    paper's Section 5 wording), or 1 (``mode="one"``: vanilla PPO)."""
     if mode == "variance":
         return variance
     if mode == "std":
         return variance.clamp_min(0).sqrt()
     if mode == "one":
         return torch.ones_like(variance)
-    raise ValueError(f"stage.ppo.kl_weight must be one of {KL_WEIGHTS}, got {mode!r}")
+    raise ValueError(f"stage.module.kl_weight must be one of {KL_WEIGHTS}, got {mode!r}")
 
 
 def combine_heads(scores: torch.Tensor, mode: str = "head", head: int = 0, penalty: float = 1.0) -> torch.Tensor:
@@ -66,7 +68,7 @@ def combine_heads(scores: torch.Tensor, mode: str = "head", head: int = 0, penal
     Coste et al. 2024)."""
     if mode == "head":
         if not 0 <= head < scores.size(1):
-            raise ValueError(f"stage.ppo.reward_head must lie in [0, {scores.size(1) - 1}], got {head}")
+            raise ValueError(f"stage.module.reward_head must lie in [0, {scores.size(1) - 1}], got {head}")
         return scores[:, head]
     if mode == "mean":
         return scores.mean(1)
@@ -75,7 +77,7 @@ def combine_heads(scores: torch.Tensor, mode: str = "head", head: int = 0, penal
     if mode == "mean_minus_std":
         std = scores.std(1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
         return scores.mean(1) - penalty * std
-    raise ValueError(f"stage.ppo.reward_combination must be one of {REWARD_COMBINATIONS}, got {mode!r}")
+    raise ValueError(f"stage.module.reward_combination must be one of {REWARD_COMBINATIONS}, got {mode!r}")
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -168,7 +170,7 @@ class AdaptiveKLController(FixedKLController):
     def __init__(self, beta: float, target: float, horizon: int = 10000):
         super().__init__(beta)
         if not target > 0:
-            raise ValueError(f"stage.ppo.kl_target must be > 0, got {target}")
+            raise ValueError(f"stage.kl_controller.target must be > 0, got {target}")
         self.target, self.horizon = float(target), int(horizon)
 
     def update(self, current_kl: float, num_steps: int) -> float:

@@ -26,7 +26,7 @@ Pure torch/numpy/scipy: no training code here. The same utility objects that tra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ from scipy import stats
 @dataclass
 class CollapseSolution:
     rewards: np.ndarray  # sorted descending, r_1 = 1, r_n = 0
+    # min(r_k, 1 − r_k) for each reward, never formed as 1 − r_k: next to r_1 = 1 the gaps fall
+    # far below the spacing of doubles near 1 (≈ 1e−19 for x^0.75 at n = 512), where r_k rounds
+    # to 1.0 but its distance to 1 keeps its precision
+    distances_to_end: np.ndarray
     objective: float  # S(r)
     duality_gap: float  # Frank–Wolfe gap: the KKT residual (0 at the optimum)
     iterations: int
@@ -78,6 +82,14 @@ def _gaps_to_rewards(g: torch.Tensor) -> torch.Tensor:
     """r_k = Σ_{m ≥ k} g_m for k = 1..n (r_n = 0)."""
     tail = torch.flip(torch.cumsum(torch.flip(g, [0]), 0), [0])
     return torch.cat([tail, g.new_zeros(1)])
+
+
+def _gaps_to_distances_to_end(g: torch.Tensor) -> torch.Tensor:
+    """min(r_k, 1 − r_k) from the gaps (Σ g = 1): 1 − r_k = Σ_{m < k} g_m, summed from the top
+    so that it keeps its precision where r_k rounds to 1."""
+    r = _gaps_to_rewards(g)
+    head = torch.cat([g.new_zeros(1), torch.cumsum(g, 0)])
+    return torch.where(r > 0.5, head, r)
 
 
 def _exponentiated_gradient(utility, g: torch.Tensor, tol: float, max_iter: int, block: int):
@@ -129,12 +141,11 @@ def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, blo
     if method not in ("auto", "exponentiated_gradient"):
         raise ValueError(f"method must be 'auto' or 'exponentiated_gradient', got {method!r}")
     with torch.inference_mode(False), torch.enable_grad():
-        solution, _ = _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, method == "auto")
-        return solution
+        return _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, method == "auto")
 
 
-def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, newton=True):
-    """(solution, t): t_k = 1 − r_k for the top half, kept exactly (r_k rounds near 1)."""
+def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, newton=True) -> CollapseSolution:
+    """:func:`solve_collapse` for one n, warm-started from its own solution for n/4."""
     from rcollapse.utilities import LinearUtility
 
     h = n // 2
@@ -144,11 +155,11 @@ def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, newton=T
         k = np.arange(1, n + 1)
         r = np.where(k < (n + 1) / 2, 1.0, np.where(k > (n + 1) / 2, 0.0, 0.5))
         value, _ = objective_and_gradient(utility, torch.tensor(r, dtype=torch.float64), block)
-        return CollapseSolution(r, value, 0.0, 0), np.zeros(h)
+        return CollapseSolution(r, np.minimum(r, 1 - r), value, 0.0, 0)
     if n > warm_start_below:
         # the coarse levels only need to be good starting points
-        _, coarse_t = _solve_collapse(utility, n // 4, tol, min(max_iter, 50), block, warm_start_below, newton)
-        t0 = _interpolate_half(coarse_t, n // 4, n)
+        coarse = _solve_collapse(utility, n // 4, tol, min(max_iter, 50), block, warm_start_below, newton)
+        t0 = _interpolate_half(coarse.distances_to_end[: n // 4 // 2], n // 4, n)
     else:
         t0 = np.arange(h) / (n - 1)  # equally spaced
     if newton:
@@ -160,8 +171,7 @@ def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, newton=T
     g0 = np.maximum(-np.diff(r0), 1e-12 / n)
     g = torch.tensor(g0 / g0.sum(), dtype=torch.float64)
     g, value, gap, it = _exponentiated_gradient(utility, g, tol, max_iter, block)
-    r = _gaps_to_rewards(g).numpy()
-    return CollapseSolution(r, value, gap, it), 1 - r[:h]
+    return CollapseSolution(_gaps_to_rewards(g).numpy(), _gaps_to_distances_to_end(g).numpy(), value, gap, it)
 
 
 def _interpolate_half(coarse_t: np.ndarray, m: int, n: int) -> np.ndarray:
@@ -211,6 +221,11 @@ def _infinite_slope_at_zero(utility) -> bool:
 def _rewards(t: torch.Tensor, n: int) -> torch.Tensor:
     """The full symmetric vector from the top half's distances: r_k = 1 − t_k, r_{n−1−k} = t_k."""
     return torch.cat([1 - t, t.new_full((n % 2,), 0.5), t.flip(0)])
+
+
+def _distances_to_end(t: torch.Tensor, n: int) -> torch.Tensor:
+    """min(r_k, 1 − r_k) of the symmetric vector :func:`_rewards` builds from t: t_k on both halves."""
+    return torch.cat([t, t.new_full((n % 2,), 0.5), t.flip(0)])
 
 
 @dataclass
@@ -287,7 +302,7 @@ def _projected_newton(utility, t: torch.Tensor, n: int, tol: float, max_iter: in
     t[0] = 0.0
     state = _half_pass(utility, t, n, block)
     if h <= 1:  # n = 2 or 3: nothing free
-        return _solution(t, n, state, 0), t.numpy()
+        return _solution(t, n, state, 0)
     if not math.isfinite(state.objective):
         raise _NotConcave  # the start is outside the domain; let the gap solver handle it
     var = torch.arange(1, h)
@@ -319,14 +334,14 @@ def _projected_newton(utility, t: torch.Tensor, n: int, tol: float, max_iter: in
                 if finite and (_frank_wolfe_gap(trial.grad, t_new, n) < _frank_wolfe_gap(state.grad, t, n)):
                     t, state = t_new, trial
                     break
-                return _solution(t, n, state, it), t.numpy()
+                return _solution(t, n, state, it)
             if finite and trial.objective >= state.objective + 1e-4 * predicted:
                 t, state = t_new, trial
                 break
             alpha *= 0.5 if finite else 0.1
             if alpha < 1e-20:  # no ascent along this direction at any step: at rounding level
-                return _solution(t, n, state, it), t.numpy()
-    return _solution(t, n, state, it), t.numpy()
+                return _solution(t, n, state, it)
+    return _solution(t, n, state, it)
 
 
 def _retract(x: torch.Tensor, step: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -375,7 +390,7 @@ def _newton_step(x, grad, hess, lower: float, upper: float, bounded: bool = True
 
 
 def _solution(t: torch.Tensor, n: int, state: _HalfPass, iterations: int) -> CollapseSolution:
-    return CollapseSolution(_rewards(t, n).numpy(), state.objective,
+    return CollapseSolution(_rewards(t, n).numpy(), _distances_to_end(t, n).numpy(), state.objective,
                             _frank_wolfe_gap(state.grad, t, n), iterations)
 
 
@@ -384,9 +399,25 @@ def _solution(t: torch.Tensor, n: int, state: _HalfPass, iterations: int) -> Col
 
 @dataclass
 class Limit:
+    """A limit law of the collapsed rewards: a law on [0, 1], symmetric about ½ like every
+    solution of the program (Theorem 5: the symmetric measure maximising E U(|X − X'|));
+    :func:`ks_distance_to_limit` reads it near 1 through that symmetry."""
+
     name: str
     params: dict
-    cdf: object  # callable on numpy arrays
+    cdf: object  # F(x) = P(X ≤ x), callable on numpy arrays
+    atoms: dict = field(default_factory=dict)  # point masses {location: mass}; {} if continuous
+
+    def cdf_left(self, x: np.ndarray) -> np.ndarray:
+        """F(x−) = P(X < x): F less the atoms at x."""
+        x = np.asarray(x, float)
+        return np.asarray(self.cdf(x), float) - sum(mass * (x == at) for at, mass in self.atoms.items())
+
+
+def _two_point_cdf(x) -> np.ndarray:
+    """½ δ₀ + ½ δ₁: F = 0 below 0, ½ on [0, 1), 1 from 1 on."""
+    x = np.asarray(x, float)
+    return np.where(x < 0, 0.0, np.where(x < 1, 0.5, 1.0))
 
 
 def limit_distribution(utility) -> Limit | None:
@@ -399,7 +430,7 @@ def limit_distribution(utility) -> Limit | None:
     from rcollapse.utilities import LinearUtility
 
     if isinstance(utility, LinearUtility):
-        return Limit("two_point", {"p0": 0.5, "p1": 0.5}, lambda x: np.where(np.asarray(x) < 1, 0.5, 1.0) * (np.asarray(x) >= 0))
+        return Limit("two_point", {"p0": 0.5, "p1": 0.5}, _two_point_cdf, atoms={0.0: 0.5, 1.0: 0.5})
     ab = utility.limit_beta() if hasattr(utility, "limit_beta") else None
     if ab is None:
         return None
@@ -418,13 +449,43 @@ def logsigmoid_endpoint_mass(utility) -> float:
 
 
 def ks_distance(sample, cdf) -> float:
-    """Kolmogorov–Smirnov distance sup |F_n − F| between an empirical sample and a law's CDF."""
+    """Kolmogorov–Smirnov distance sup |F_n − F| between an empirical sample and a continuous law's
+    CDF. For a collapse solution use :func:`ks_distance_to_limit`, exact where rewards round to
+    0 or 1 and for laws with atoms."""
     x = np.sort(np.asarray(sample, float))
     n = x.size
     f = np.asarray(cdf(x), float)
     upper = np.arange(1, n + 1) / n - f
     lower = f - np.arange(0, n) / n
     return float(max(upper.max(), lower.max()))
+
+
+def ks_distance_to_limit(solution: CollapseSolution, limit: Limit) -> float:
+    """Kolmogorov–Smirnov distance sup_x |F_n(x) − F(x)| between a solution's rewards and a limit law.
+
+    Exact where the rewards round: each reward is placed by its side of ½ and its distance d to
+    that end (``solution.distances_to_end``), and near 1 the law is read through its symmetry,
+    F(1 − d) = 1 − F(d−) and F((1 − d)−) = 1 − F(d), so 1 − d is never formed (for x^0.75 at
+    n = 512, d ≈ 1e−19 next to r_1: rounded to 1.0, such rewards would double the distance).
+    Exact for laws with atoms (the two-point limit of ``x``): between the jumps of F_n and of F,
+    F_n is constant and F monotone, so the supremum is attained at a jump p, from the right or
+    from the left; it is taken over |F_n(p) − F(p)| and |F_n(p−) − F(p−)| at every reward and
+    every atom p.
+    """
+    near_one = solution.rewards > 0.5
+    d = np.asarray(solution.distances_to_end, float)
+    low, high = np.sort(d[~near_one]), np.sort(d[near_one])  # the rewards d, and 1 − d
+    n = d.size
+    atoms = np.array(sorted(limit.atoms), float)
+    p_near_one = np.concatenate([near_one, atoms > 0.5])
+    p_d = np.concatenate([d, np.minimum(atoms, 1 - atoms)])
+    # counts of rewards ≤ p and < p; a reward near 0 lies below every one near 1
+    at_most = np.where(p_near_one, n - np.searchsorted(high, p_d, "left"), np.searchsorted(low, p_d, "right"))
+    below = np.where(p_near_one, n - np.searchsorted(high, p_d, "right"), np.searchsorted(low, p_d, "left"))
+    f, f_left = np.asarray(limit.cdf(p_d), float), limit.cdf_left(p_d)
+    law_at = np.where(p_near_one, 1 - f_left, f)  # F(p)
+    law_below = np.where(p_near_one, 1 - f, f_left)  # F(p−)
+    return float(max(np.abs(at_most / n - law_at).max(), np.abs(below / n - law_below).max()))
 
 
 def wasserstein1_to_cdf(sample, cdf, grid: int = 20001) -> float:

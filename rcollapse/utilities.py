@@ -3,8 +3,8 @@
 The reward model maximises ``Σ_x Σ_{i<j} U(R(x,y_i) − R(x,y_j))`` (the paper's eq. (1)); the
 prompt-aware form (eq. (4)) lets ``U`` depend on the prompt. ``U`` is increasing and concave on
 [0, 1]; its argument, a difference of rewards in [0, 1], lies in [−1, 1], so every ``U`` has a
-continuous extension below 0. The shifted forms and linear (C¹ at 0) extensions follow the
-paper's code and Appendix A.1, with ε = 0.1 by default:
+continuous extension below 0. The shifted forms and linear extensions follow the paper's code
+and Appendix A.1, with ε = 0.1 by default; all are C¹ at 0 except the paper's ``x2``:
 
 ==========================  ========================  ============  ======================
 class (config name)         U(x), x > 0               U(x), x ≤ 0   limit (un-shifted U)
@@ -15,7 +15,7 @@ InverseUtility (``x_inv``)  1/ε − 1/(x+ε)             x/ε²          Unifor
 PowerUtility (class 1)      (x+ε)^γ − ε^γ, 0<γ<1      γ ε^{γ−1} x   Beta((1−γ)/2, (1−γ)/2)
 NegPowerUtility (class 2)   ε^{−γ} − (x+ε)^{−γ}, γ>0  γ ε^{−γ−1} x  Beta((1+γ)/2, (1+γ)/2)
 LogSigmoidUtility           log sigmoid(scale·x)      same          masses at 0 and 1
-SquareUtility (``x2``)      (x+ε)² − ε² (convex)      2ε x          outside the theory
+SquareUtility (``x2``)      (x+ε)² − ε² (convex)      x (or 2ε x)   outside the theory
 BoxCoxUtility (new)         ((x+ε)^γ − ε^γ)/γ         ε^{γ−1} x     Beta((1−γ)/2, (1−γ)/2)
 ==========================  ========================  ============  ======================
 
@@ -25,9 +25,10 @@ prompt's open-endedness score.
 
 ``eps = 0`` gives the un-shifted functions that the theory uses, where the argument is never ≤ 0:
 ``log x``, ``−1/x``, ``x^γ``, ``−x^{−γ}``, ``x²``, Box–Cox ``(x^γ − 1)/γ``; at and below 0 the
-singular ones are ``−inf``. With ``eps > 0`` every utility is finite, C¹ at 0 and has finite
-gradients for every finite input (the branch that ``torch.where`` discards is always evaluated
-at a clamped, harmless argument, so no NaN leaks into autograd).
+singular ones are ``−inf``. With ``eps > 0`` every utility is finite, C¹ at 0 (``x2`` only with
+``extension="c1"``) and has finite gradients for every finite input (the branch that
+``torch.where`` discards is always evaluated at a clamped, harmless argument, so no NaN leaks
+into autograd).
 
 Every utility is a callable ``U(diff, openness=None)`` on tensors. Prompt-aware utilities read a
 per-element open-endedness score in [−1, 1] (+1 open-ended, −1 closed-ended) broadcastable to
@@ -276,20 +277,32 @@ class LogSigmoidUtility(Utility):
 
 
 class SquareUtility(Utility):
-    """``U(x) = (x+ε)² − ε²`` for x > 0, ``2εx`` for x ≤ 0 (the paper's code, ``x2``).
+    """``U(x) = (x+ε)² − ε²`` for x > 0 (the paper's code, ``x2``); below 0 by ``extension``.
 
-    Convex, hence outside the concave theory (no collapse prediction). Un-shifted
-    (``eps = 0``): ``x²`` for x > 0 and 0 for x ≤ 0.
+    ``extension="paper"`` (default): ``U(x) = x`` for x ≤ 0, as the paper's code has it
+    (``extended_x2`` in its ``trainer.py``: ``torch.where(x > 0, (x+eps)**2-eps**2, x)``): slope 1
+    below 0 against 2ε just above, a kink at 0. ``extension="c1"``: the tangent line ``2εx``,
+    C¹ at 0. Convex on [0, 1], hence outside the concave theory (no collapse prediction).
+    Un-shifted (``eps = 0``): ``x²`` for x > 0; below 0, ``x`` (paper) or 0 (c1).
     """
 
-    def __init__(self, eps: float = 0.1):
+    EXTENSIONS = ("paper", "c1")
+
+    def __init__(self, eps: float = 0.1, extension: str = "paper"):
+        if extension not in self.EXTENSIONS:
+            raise ValueError(
+                f"utility.extension must be one of {', '.join(self.EXTENSIONS)} for the x2 utility, "
+                f"got {extension!r}"
+            )
         self.eps = _check_eps(eps)
+        self.extension = extension
 
     def _value(self, x):
         eps = self.eps
         xp = x.clamp_min(0)
         positive = xp * (xp + 2 * eps)  # = (x+ε)² − ε²
-        return torch.where(x > 0, positive, (2 * eps) * x)
+        below = x if self.extension == "paper" else (2 * eps) * x
+        return torch.where(x > 0, positive, below)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_every_utility_instantiates_to_a_callable_on_tensors(option, tmp_path):
 
 @pytest.mark.parametrize("option", group_options("dataset"))
 def test_every_dataset_instantiates_without_touching_the_network(option, tmp_path):
-    paths = ["dataset.datamodule.source.train_path=a.jsonl", "dataset.datamodule.source.test_path=b.jsonl"]
+    paths = ["dataset.train_path=a.jsonl", "dataset.test_path=b.jsonl"]
     cfg = compose_config([f"dataset={option}", *(paths if option == "rankings_jsonl" else [])], tmp_path)
     if cfg.dataset.datamodule._target_.endswith("PromptDataModule"):  # PPO prompts: no tokenizer, batch from stage
         datamodule = instantiate(cfg.dataset.datamodule, batch_size=8)
@@ -103,7 +103,7 @@ def test_a_config_key_that_matches_no_argument_fails_loudly(tmp_path):
 
 @pytest.mark.parametrize("arm", group_options("ppo_arm"))
 def test_every_ppo_arm_composes_with_the_ppo_stage(arm, tmp_path):
-    cfg = compose_config(["stage=ppo", f"+ppo_arm={arm}"], tmp_path)
+    cfg = compose_config(["stage=ppo", f"ppo_arm={arm}"], tmp_path)
     assert cfg.stage.module.variance_weighted == ("variance" in arm)
     if arm.startswith("paper"):
         assert (cfg.stage.batch_size, cfg.stage.num_updates) == (128, 192)

@@ -185,8 +185,9 @@ def test_longform_hub_name_offline_fails_fast_with_the_key():
     with pytest.raises(DataUnavailableError) as err:
         LongFormLengthSource(path="akoksal/LongForm").load()
     message = str(err.value)
-    assert "Cannot load data set 'akoksal/LongForm'" in message and "not reachable" in message
-    assert f"{PATH_KEY}=/data/LongForm" in message and "dataset=length_offline" in message
+    assert "Cannot load data set 'akoksal/LongForm' (dataset.path):" in message and "not reachable" in message
+    assert "`dataset.path=/data/LongForm`" in message and "dataset=length_offline" in message
+    assert PATH_KEY == "dataset.path"
     assert "huggingface-cli download akoksal/LongForm --repo-type dataset" in message
     assert time.monotonic() - start < 2
 
@@ -212,7 +213,7 @@ def test_load_dataset_errors_become_data_unavailable(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", failing_load)
     with pytest.raises(DataUnavailableError, match="ConnectionError: Couldn't reach") as err:
         LongFormLengthSource(path="akoksal/LongForm").load()
-    assert f"{PATH_KEY}=/data/LongForm" in str(err.value)
+    assert "(dataset.path): ConnectionError" in str(err.value) and "`dataset.path=/data/LongForm`" in str(err.value)
 
 
 def test_a_missing_local_directory_is_named(tmp_path):

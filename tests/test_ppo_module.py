@@ -3,6 +3,7 @@ log-probs of a sequence alone and inside a padded batch agree."""
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -31,15 +32,16 @@ def toy_scorer(prompts, responses):
     return RewardOutput(r[:, None], r, torch.full_like(r, 0.5))
 
 
-def _module(seed=0, **kwargs):
+def _module(seed=0, dropout=0.0, batch_size=32, **kwargs):
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer_for_generation()
-    lm = build_tiny_gpt2(tokenizer, n_embd=32, n_layer=1, n_head=2)
+    lm = build_tiny_gpt2(tokenizer, n_embd=32, n_layer=1, n_head=2, dropout=dropout)
     policy = PolicyWithValueHead(lm)
     reference = frozen_reference(lm)
+    kwargs = {"ppo_epochs": 2, "num_minibatches": 2, **kwargs}
     return VarianceKLPPOModule(policy, reference, tokenizer, toy_scorer,
                                lambda p: torch.optim.Adam(p, lr=3e-3), FixedKLController(0.05),
-                               ppo_epochs=2, num_minibatches=2, **kwargs), tokenizer
+                               batch_size=batch_size, **kwargs), tokenizer
 
 
 def test_a_short_run_raises_a_toy_reward_and_keeps_kl_finite():
@@ -106,3 +108,76 @@ def test_rollouts_are_samples_of_the_policy_that_scores_them():
     standard_error = float((k1 - k3).std() / len(k1) ** 0.5)
     assert float(k3.mean()) > 0.05
     assert abs(float(k1.mean() - k3.mean())) < 4 * standard_error + 0.02, (float(k1.mean()), float(k3.mean()))
+
+
+def test_a_policy_with_dropout_scores_its_rollout_deterministically(monkeypatch):
+    """GPT-2 from the hub has dropout 0.1: the module turns it off (as TRL does), so before the first
+    optimiser step the first minibatch's log-probs equal the rollout's (ratio 1) and no dropout
+    module is active, in the policy or its value head."""
+    from rcollapse.models.dropout import active_dropout
+    from rcollapse.stages import ppo_module
+
+    module, _ = _module(seed=4, dropout=0.1, batch_size=8, ppo_epochs=1, num_minibatches=2)
+    assert active_dropout(module.policy) == []
+    seen = {}
+    original = ppo_module.clipped_policy_loss
+
+    def first_minibatch_ratio(logprobs, old_logprobs, advantages, mask, clip_range):
+        if "ratio" not in seen:  # the first call comes before any optimiser step
+            seen["ratio"] = (logprobs.detach() - old_logprobs).exp()[mask.bool()]
+            seen["active"] = active_dropout(module.policy)
+        return original(logprobs, old_logprobs, advantages, mask, clip_range)
+
+    monkeypatch.setattr(ppo_module, "clipped_policy_loss", first_minibatch_ratio)
+    rng = np.random.default_rng(0)
+    prompts = [review_prompt(rng) for _ in range(8)]
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(prompts, batch_size=8, collate_fn=list))
+    assert seen["active"] == []
+    torch.testing.assert_close(seen["ratio"], torch.ones_like(seen["ratio"]), atol=1e-6, rtol=0)
+    assert float(trainer.callback_metrics["ppo/train/clipfrac"]) < 0.5
+
+
+def test_with_dropout_left_on_the_ratio_would_be_noise():
+    """The check above can fail: the same policy in train mode with dropout 0.1 gives π/π_old ≠ 1
+    for one and the same sequence."""
+    tokenizer = build_tiny_tokenizer_for_generation()
+    torch.manual_seed(4)
+    policy = PolicyWithValueHead(build_tiny_gpt2(tokenizer, n_embd=32, n_layer=1, n_head=2, dropout=0.1)).train()
+    enc = tokenizer(["the movie was", "a film"], return_tensors="pt", padding=True, add_special_tokens=False)
+    first, _ = policy(enc["input_ids"], enc["attention_mask"])
+    second, _ = policy(enc["input_ids"], enc["attention_mask"])
+    assert not torch.allclose(first, second, atol=1e-4)
+
+
+def test_sizes_are_computed_once_and_a_batch_that_does_not_divide_is_refused():
+    from rcollapse.stages.ppo_module import PPOIterationSizes, PPOSizeError
+
+    sizes = PPOIterationSizes(batch_size=32, num_minibatches=4, ppo_epochs=4)
+    assert (sizes.minibatch_size, sizes.optimizer_steps) == (8, 16)
+    with pytest.raises(PPOSizeError, match=r"stage\.batch_size=30 does not divide into "
+                                           r"stage\.module\.num_minibatches=4 equal minibatches"):
+        PPOIterationSizes(batch_size=30, num_minibatches=4, ppo_epochs=4)
+    with pytest.raises(PPOSizeError, match=r"stage\.module\.ppo_epochs must be a positive integer"):
+        PPOIterationSizes(batch_size=32, num_minibatches=4, ppo_epochs=0)
+
+
+def test_an_iteration_takes_exactly_the_computed_number_of_optimizer_steps():
+    """The trainer's step budget (iterations × optimizer_steps) ends after exactly that many
+    iterations: 3 iterations of a batch of 12 in 3 minibatches, 2 epochs = 6 steps each."""
+    module, _ = _module(seed=5, batch_size=12, ppo_epochs=2, num_minibatches=3)
+    rng = np.random.default_rng(0)
+    prompts = [review_prompt(rng) for _ in range(12 * 5)]
+    calls = []
+    original = module.training_step
+
+    def counted_training_step(batch, batch_idx):
+        calls.append(len(batch))
+        return original(batch, batch_idx)
+
+    module.training_step = counted_training_step
+    trainer = L.Trainer(max_steps=3 * module.sizes.optimizer_steps, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DataLoader(prompts, batch_size=12, collate_fn=list, drop_last=True))
+    assert calls == [12, 12, 12] and trainer.global_step == 18

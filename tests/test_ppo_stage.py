@@ -49,10 +49,13 @@ def test_ppo_stage_writes_every_metric_and_file(ppo_run):
     assert (ppo_run / "cache" / "ppo_ensembles").is_dir()  # the offline ensemble, trained once
 
 
-def test_vanilla_arm_reuses_the_shared_ensemble_and_weights_are_one(ppo_run, tmp_path, capsys):
-    run(compose_config([*SMALL, "stage.module.variance_weighted=false", f"paths.cache_dir={ppo_run / 'cache'}"],
-                       tmp_path))
+def test_vanilla_arm_reuses_the_shared_ensemble_and_weights_are_one(ppo_run, tmp_path, capsys, caplog):
+    run(compose_config([*SMALL, "ppo_arm=vanilla", f"paths.cache_dir={ppo_run / 'cache'}"], tmp_path))
     assert "training the offline reward ensemble" not in capsys.readouterr().out
+    # the fallback to the offline ensemble is said, with the artifact it used
+    assert any(r.levelname == "WARNING" and r.getMessage().startswith("stage.ensemble_path is null: the offline "
+               "policy is scored by the offline ensemble") and str(ppo_run / "cache" / "ppo_ensembles") in r.getMessage()
+               for r in caplog.records)
     lines = (tmp_path / "run" / "ppo_samples.csv").read_text().splitlines()[1:]
     assert all(line.rsplit(",", 1)[1] == "1.0" for line in lines)
 
@@ -87,7 +90,7 @@ def test_a_run_that_crashes_mid_training_resumes_to_the_uninterrupted_result(ppo
     from rcollapse.stages.ppo_module import VarianceKLPPOModule
 
     common = [*SMALL, "stage.num_updates=6", f"paths.cache_dir={ppo_run / 'cache'}",
-              "+ppo_arm=small_variance_aware", "stage.module.sample_every_n_steps=2"]
+              "ppo_arm=small_variance_aware", "stage.module.sample_every_n_steps=2"]
     run(compose_config(common, tmp_path / "straight"))
     steps_per_iteration = 2  # ppo_epochs=1 x num_minibatches=2
     original = VarianceKLPPOModule.training_step

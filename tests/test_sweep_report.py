@@ -141,7 +141,7 @@ def make_ppo_sweep(root, final_kl):
         for seed, judge in enumerate(judges):
             metrics = {"ppo/test/judge_mean": judge, "ppo/test/judge_mean_ref": 0.05 + 0.01 * seed,
                        "ppo/train/kl": 9.0, "ppo/final/kl": final_kl[arm][seed]}
-            job = make_job(root, num, [f"+ppo_arm={arm}", f"seed={seed}"], metrics, {"status": "completed"})
+            job = make_job(root, num, [f"ppo_arm={arm}", f"seed={seed}"], metrics, {"status": "completed"})
             (job / "config_resolved.yaml").write_text(yaml.safe_dump({"stage": {"module": {"variance_weighted": weighted}}}))
             num += 1
 

@@ -159,8 +159,8 @@ def test_slurm_launcher_renders_the_submitit_parameters(tmp_path, monkeypatch):
 
 def test_both_sweeps_compose(tmp_path):
     for name, keys in (("utility_comparison", {"utility"}), ("utility_seeds", {"utility", "seed"}),
-                       ("ppo_variance_kl_small", {"+ppo_arm", "stage.module.reward_head", "seed"}),
-                       ("ppo_variance_kl", {"+ppo_arm", "stage.module.reward_head", "seed", "model",
+                       ("ppo_variance_kl_small", {"ppo_arm", "stage.module.reward_head", "seed"}),
+                       ("ppo_variance_kl", {"ppo_arm", "stage.module.reward_head", "seed", "model",
                                             "dataset", "judge"})):
         GlobalHydra.instance().clear()
         from hydra import compose, initialize_config_dir

@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from rcollapse.theory import (
+    CollapseSolution,
+    Limit,
     ks_distance,
+    ks_distance_to_limit,
     limit_distribution,
     logsigmoid_endpoint_mass,
     objective_and_gradient,
@@ -88,7 +91,7 @@ def test_x_gives_the_exact_two_point_answer(n):
 def test_ks_distance_to_the_limit_decreases_with_n(utility, name):
     limit = limit_distribution(utility)
     assert limit.name == name
-    distances = [ks_distance(solve_collapse(utility, n).rewards, limit.cdf) for n in (8, 32, 128)]
+    distances = [ks_distance_to_limit(solve_collapse(utility, n), limit) for n in (8, 32, 128)]
     assert distances[0] > distances[1] > distances[2]
     assert wasserstein1_to_cdf(solve_collapse(utility, 128).rewards, limit.cdf) < 0.02
 
@@ -118,6 +121,96 @@ def test_ks_distance_against_scipy():
         stats.kstest(x, stats.beta(0.5, 0.5).cdf).statistic)
 
 
+def high_precision_ks_to_beta(solution, a: float) -> float:
+    """The textbook KS formula, max_i max(i/n − F(x_(i)), F(x_(i)) − (i−1)/n), on the rewards
+    placed exactly in 60-digit arithmetic (1 − d for those near 1) with mpmath's Beta CDF
+    evaluated at them directly (no symmetry)."""
+    mp = pytest.importorskip("mpmath")
+    with mp.workdps(60):
+        x = sorted(1 - mp.mpf(d) if r > 0.5 else mp.mpf(d)
+                   for r, d in zip(solution.rewards, solution.distances_to_end, strict=True))
+        a = mp.mpf(a)
+        cdf = [mp.betainc(a, a, 0, xi, regularized=True) for xi in x]
+        n = len(x)
+        return float(max(max(mp.mpf(i + 1) / n - f, f - mp.mpf(i) / n) for i, f in enumerate(cdf)))
+
+
+@pytest.mark.parametrize("n", [512, 1024])
+def test_ks_distance_is_exact_where_rewards_round_to_one(n):
+    # x^0.75: Beta(1/8, 1/8) profile, 1 − r_2 ≈ 1e−19 at n = 512: r_2 rounds to 1.0
+    solution = solve_collapse(PowerUtility(gamma=0.75, eps=0), n)
+    assert solution.rewards[1] == 1.0 and 0 < solution.distances_to_end[1] < 1e-18
+    limit = limit_distribution(PowerUtility(gamma=0.75, eps=0))
+    exact = high_precision_ks_to_beta(solution, 0.125)
+    assert ks_distance_to_limit(solution, limit) == pytest.approx(exact, rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 8, 512, 5, 9])
+def test_ks_distance_to_the_two_point_limit_of_x_is_exact(n):
+    # the solution for x is the two-point law itself; an odd n puts 1/n of the mass at ½, which
+    # the law does not have: F_n − F = ±1/(2n) around ½
+    solution = solve_collapse(LinearUtility(), n)
+    expected = 0.0 if n % 2 == 0 else 1 / (2 * n)
+    assert ks_distance_to_limit(solution, limit_distribution(LinearUtility())) == pytest.approx(expected, abs=1e-15)
+
+
+def test_ks_distance_to_a_law_with_atoms_takes_both_sides_of_each_jump():
+    # rewards 1, ½, ½, 0 against ½ δ₀ + ½ δ₁: F_n(½) − F(½) = ¾ − ½ and F_n(½−) − F(½−) = ¼ − ½
+    rewards = np.array([1.0, 0.5, 0.5, 0.0])
+    solution = CollapseSolution(rewards, np.minimum(rewards, 1 - rewards), 0.0, 0.0, 0)
+    assert ks_distance_to_limit(solution, limit_distribution(LinearUtility())) == pytest.approx(0.25)
+    # an atom inside (0, 1): ⅓ δ_½ + ⅓ δ₀ + ⅓ δ₁ against the same rewards: F_n(0) − F(0) = ¼ − ⅓
+    law = Limit("three_point", {}, lambda x: (np.asarray(x) >= 0) / 3 + (np.asarray(x) >= 0.5) / 3
+                + (np.asarray(x) >= 1) / 3, atoms={0.0: 1 / 3, 0.5: 1 / 3, 1.0: 1 / 3})
+    assert ks_distance_to_limit(solution, law) == pytest.approx(1 / 12)
+
+
+@pytest.mark.parametrize(
+    ("utility", "n"),
+    [(PowerUtility(gamma=0.5, eps=0), 64), (InverseUtility(eps=0), 40), (NegPowerUtility(gamma=0.5, eps=0), 33)],
+    ids=["power", "x_inv", "neg_power_odd_n"],
+)
+def test_ks_distance_to_limit_agrees_with_scipy_where_nothing_rounds(utility, n):
+    from scipy import stats
+
+    solution = solve_collapse(utility, n)
+    limit = limit_distribution(utility)
+    assert ks_distance_to_limit(solution, limit) == pytest.approx(
+        stats.kstest(solution.rewards, limit.cdf).statistic, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["auto", "exponentiated_gradient"])
+def test_distances_to_end_are_the_rewards_distances_to_the_nearer_end(method):
+    for solution in (solve_collapse(PowerUtility(gamma=0.5, eps=0), n, method=method) for n in (7, 40)):
+        r = solution.rewards
+        np.testing.assert_allclose(solution.distances_to_end, np.minimum(r, 1 - r), rtol=0, atol=1e-15)
+        assert np.all(solution.distances_to_end >= 0)
+
+
+@pytest.mark.parametrize("n", [512, 1024])
+def test_w1_distance_matches_the_exact_integral(n):
+    # W1 = ∫₀¹ |F_n − F| exactly: between the rewards and the crossings F = k/n the sign is fixed,
+    # and ∫₀ˣ F = x F(x) − E[X; X ≤ x] = x F(x) − ½ I_x(a + 1, a) for Beta(a, a). A reward rounded
+    # to 1 moves W1 by its distance to 1 over n (below 1e−16/n): W1 has no rounding problem.
+    from scipy import special, stats
+
+    a = 0.125
+    solution = solve_collapse(PowerUtility(gamma=0.75, eps=0), n)
+    x = np.sort(solution.rewards)
+    crossings = stats.beta(a, a).ppf(np.arange(1, n) / n)
+    edges = np.unique(np.concatenate([[0.0, 1.0], x, crossings]))
+
+    def integral_of_cdf(t):
+        return t * special.betainc(a, a, t) - 0.5 * special.betainc(a + 1, a, t)
+
+    left, right = edges[:-1], edges[1:]
+    empirical = np.searchsorted(x, left, side="right") / n
+    pieces = empirical * (right - left) - (integral_of_cdf(right) - integral_of_cdf(left))
+    exact = float(np.abs(pieces).sum())
+    limit = limit_distribution(PowerUtility(gamma=0.75, eps=0))
+    assert wasserstein1_to_cdf(solution.rewards, limit.cdf) == pytest.approx(exact, rel=1e-3)
+
+
 AGREEMENT = {
     "log": LogUtility(eps=0),
     "power_0.3": PowerUtility(gamma=0.3, eps=0),
@@ -142,12 +235,15 @@ def test_newton_agrees_with_the_independent_gradient_solver(name, n):
     np.testing.assert_allclose(newton.rewards, reference.rewards, atol=2e-3)
 
 
-def test_convex_utility_falls_back_to_the_gradient_solver():
-    sol = solve_collapse(SquareUtility(eps=0.1), 30)
+@pytest.mark.parametrize("extension", ["paper", "c1"])
+def test_convex_utility_falls_back_to_the_gradient_solver(extension):
+    utility = SquareUtility(eps=0.1, extension=extension)
+    sol = solve_collapse(utility, 30)
     r = sol.rewards
     assert r[0] == pytest.approx(1.0) and r[-1] == pytest.approx(0.0, abs=1e-12)
     assert np.all(np.diff(r) <= 1e-12)
-    assert sol.objective == pytest.approx(brute_objective(SquareUtility(eps=0.1), r), rel=1e-10)
+    assert sol.objective == pytest.approx(brute_objective(utility, r), rel=1e-10)
+    np.testing.assert_allclose(sol.distances_to_end, np.minimum(r, 1 - r), rtol=0, atol=1e-15)
 
 
 def test_large_n_keeps_the_tiny_gaps_next_to_the_ends():

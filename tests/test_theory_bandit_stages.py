@@ -28,6 +28,30 @@ def test_theory_stage_for_a_prompt_aware_utility_uses_the_prompt_type(tmp_path):
     theory = json.loads((tmp_path / "run" / "theory.json").read_text())
     assert theory["limit"]["name"] == "two_point"  # closed-ended prompts train with U = x
     assert theory["rewards"] == [1.0] * 4 + [0.5] + [0.0] * 4
+    # the two-point law has no mass at ½, the solution 1/9: F_n − F = ±1/18 around ½
+    assert theory["ks_distance"] == pytest.approx(1 / 18)
+
+
+def test_theory_stage_gives_x_zero_distance_to_its_two_point_limit(tmp_path):
+    cfg = compose_config(["stage=theory", "utility=x", "theory.n=64"], tmp_path)
+    run(cfg)
+    theory = json.loads((tmp_path / "run" / "theory.json").read_text())
+    assert theory["rewards"] == [1.0] * 32 + [0.0] * 32  # exactly half at 0 and half at 1
+    assert theory["ks_distance"] == 0.0 and theory["w1_distance"] == 0.0
+
+
+def test_theory_stage_measures_the_distance_on_the_gaps_that_round_away(tmp_path):
+    # x^0.75 at n = 512: 1 − r_2 ≈ 1e−19, so r_2 rounds to 1.0. The exact KS distance is 1/n:
+    # no less (the solution's atom at r_n = 0: F_n(0) = 1/n, F(0) = 0) and, by test_theory's
+    # 60-digit reference, no more; on the rounded rewards it was 2/n.
+    cfg = compose_config(["stage=theory", "utility=power", "utility.gamma=0.75", "utility.eps=0",
+                          "theory.n=512"], tmp_path)
+    run(cfg)
+    theory = json.loads((tmp_path / "run" / "theory.json").read_text())
+    assert theory["rewards"][1] == 1.0 and 0 < theory["distances_to_end"][1] < 1e-18
+    assert theory["ks_distance"] == pytest.approx(1 / 512, rel=1e-9)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["theory/ks_distance"] == pytest.approx(1 / 512, rel=1e-9)
 
 
 @pytest.mark.parametrize("setting", ["high", "low"])

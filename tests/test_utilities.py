@@ -1,9 +1,11 @@
-"""The utilities U: increasing, concave on (0, 1], finite and C¹ at 0, the SPEC formulas."""
+"""The utilities U: increasing, concave on (0, 1], finite and C¹ at 0 (all but the paper's x2), the
+SPEC formulas."""
 
 import math
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from rcollapse.utilities import (
     AdaptiveUtility,
@@ -18,6 +20,7 @@ from rcollapse.utilities import (
     SquareUtility,
     Utility,
 )
+from tests.conftest import compose_config
 
 EPS = 0.1
 CONCAVE = {
@@ -36,7 +39,8 @@ CONCAVE = {
     "boxcox-0.5": BoxCoxUtility(gamma=-0.5),
     "boxcox-1": BoxCoxUtility(gamma=-1.0),
 }
-ALL = {**CONCAVE, "x2": SquareUtility(eps=EPS)}
+C1_AT_ZERO = {**CONCAVE, "x2_c1": SquareUtility(eps=EPS, extension="c1")}
+ALL = {**C1_AT_ZERO, "x2": SquareUtility(eps=EPS)}  # the paper's x2: slope 1 below 0, 2ε above
 GRID = torch.linspace(-1, 1, 4001, dtype=torch.float64)
 
 # U'(0) for eps = 0.1, from the SPEC table by hand.
@@ -55,7 +59,7 @@ SLOPE_AT_ZERO = {
     "boxcox0": 1 / 0.1,
     "boxcox-0.5": 0.1**-1.5,
     "boxcox-1": 0.1**-2,
-    "x2": 2 * 0.1,
+    "x2_c1": 2 * 0.1,
 }
 
 
@@ -79,15 +83,39 @@ def test_concave_on_zero_one(name):
     assert torch.all(second <= 1e-12)
 
 
-def test_square_is_convex_on_zero_one():
+@pytest.mark.parametrize("extension", ["paper", "c1"])
+def test_square_is_convex_on_zero_one(extension):
     x = torch.linspace(1e-4, 1, 2001, dtype=torch.float64)
-    v = SquareUtility()(x)
+    v = SquareUtility(extension=extension)(x)
     assert torch.all(v[2:] - 2 * v[1:-1] + v[:-2] >= -1e-12)
 
 
-@pytest.mark.parametrize("name", ALL)
+def test_x2_is_the_paper_code_by_default():
+    # the paper's trainer.py: extended_x2(x, eps=1e-1) = torch.where(x > 0, (x+eps)**2-eps**2, x)
+    eps = 0.1
+    paper = torch.where(GRID > 0, (GRID + eps) ** 2 - eps**2, GRID)
+    torch.testing.assert_close(SquareUtility()(GRID), paper, rtol=1e-12, atol=1e-15)
+    assert SquareUtility().extension == "paper"
+    # slope 1 below 0 (and at 0, where the paper's torch.where takes that branch), 2ε above
+    u = SquareUtility(eps=eps)
+    assert grad_at(u, -1e-7) == pytest.approx(1.0) and grad_at(u, 0.0) == pytest.approx(1.0)
+    assert grad_at(u, 1e-7) == pytest.approx(2 * eps, rel=1e-5)
+
+
+def test_x2_config_is_the_paper_code_with_the_c1_extension_as_an_option(tmp_path):
+    x = torch.tensor([-0.5, -0.2, 0.3], dtype=torch.float64)
+    paper = instantiate(compose_config(["utility=x2"], tmp_path).utility)
+    assert paper(x).tolist() == pytest.approx([-0.5, -0.2, 0.4**2 - 0.01], rel=1e-12)
+    c1 = instantiate(compose_config(["utility=x2", "utility.extension=c1"], tmp_path).utility)
+    assert c1(x).tolist() == pytest.approx([-0.1, -0.04, 0.4**2 - 0.01], rel=1e-12)
+    bogus = compose_config(["utility=x2", "utility.extension=smooth"], tmp_path).utility
+    with pytest.raises(Exception, match=r"utility\.extension must be one of paper, c1 .*'smooth'"):
+        instantiate(bogus)
+
+
+@pytest.mark.parametrize("name", C1_AT_ZERO)
 def test_finite_and_c1_at_zero(name):
-    u = ALL[name]
+    u = C1_AT_ZERO[name]
     assert torch.isfinite(u(GRID)).all()
     assert float(u(torch.zeros(1, dtype=torch.float64))) == 0.0 or name == "logsigmoid"
     left, at, right = grad_at(u, -1e-7), grad_at(u, 0.0), grad_at(u, 1e-7)
@@ -137,7 +165,9 @@ CASES = [
     (LogSigmoidUtility(4.0), -0.5, math.log(1 / (1 + math.exp(2.0)))),
     (LogSigmoidUtility(1.0), 0.0, math.log(0.5)),
     (SquareUtility(EPS), 0.3, 0.4**2 - 0.01),
-    (SquareUtility(EPS), -0.2, 2 * 0.1 * -0.2),
+    (SquareUtility(EPS), -0.2, -0.2),
+    (SquareUtility(EPS, extension="c1"), 0.3, 0.4**2 - 0.01),
+    (SquareUtility(EPS, extension="c1"), -0.2, 2 * 0.1 * -0.2),
     (BoxCoxUtility(0.5, EPS), 0.3, (0.4**0.5 - 0.1**0.5) / 0.5),
     (BoxCoxUtility(-1.0, EPS), 0.3, (0.4**-1 - 0.1**-1) / -1),
     (BoxCoxUtility(0.0, EPS), 0.3, math.log(0.4) - math.log(0.1)),
@@ -190,7 +220,8 @@ def test_eps_zero_gives_the_unshifted_functions():
         assert torch.all(u(edge) == -math.inf), u
     assert PowerUtility(0.5, eps=0)(edge).tolist() == [0.0, -math.inf, -math.inf]
     assert BoxCoxUtility(0.5, eps=0)(edge).tolist() == [-2.0, -math.inf, -math.inf]
-    assert SquareUtility(eps=0)(edge).tolist() == [0.0, 0.0, 0.0]
+    assert SquareUtility(eps=0)(edge).tolist() == [0.0, -0.1, -1.0]
+    assert SquareUtility(eps=0, extension="c1")(edge).tolist() == [0.0, 0.0, 0.0]
     assert LogSigmoidUtility(eps=0)(edge).tolist() == LogSigmoidUtility()(edge).tolist()
 
 
@@ -306,6 +337,7 @@ def test_fixed_utilities_ignore_openness_and_return_self():
 def test_readable_repr():
     assert repr(PowerUtility(0.5)) == "PowerUtility(gamma=0.5, eps=0.1)"
     assert repr(LogSigmoidUtility()) == "LogSigmoidUtility(scale=4.0, eps=0.1)"
+    assert repr(SquareUtility()) == "SquareUtility(eps=0.1, extension='paper')"
     assert "InverseUtility(eps=0.1)" in repr(AdaptiveUtility(InverseUtility(), LinearUtility()))
     text = repr(BoxCoxOpenEndednessUtility())
     assert text == "BoxCoxOpenEndednessUtility(gamma_closed=0.9, gamma_open=-1.0, eps=0.1)"
@@ -318,6 +350,8 @@ def test_readable_repr():
         (lambda: InverseUtility(eps=math.inf), "utility.eps"),
         (lambda: LinearUtility(eps=math.nan), "utility.eps"),
         (lambda: SquareUtility(eps="small"), "utility.eps"),
+        (lambda: SquareUtility(extension="C1"), "utility.extension"),
+        (lambda: SquareUtility(extension=None), "utility.extension"),
         (lambda: PowerUtility(gamma=1.5), "utility.gamma"),
         (lambda: PowerUtility(gamma=0.0), "utility.gamma"),
         (lambda: PowerUtility(gamma=1.0), "utility.gamma"),

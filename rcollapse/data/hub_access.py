@@ -16,6 +16,15 @@ from urllib.parse import urlparse
 
 OFFLINE_ALTERNATIVE = "dataset=length_offline"
 
+# The keys a user sets to point a data set at its hub name or a local copy (conf/dataset/*.yaml):
+# the data set, its second (evaluation) data set, and RewardBench's Prior Sets. A config's sources
+# read them by interpolation (`path: ${dataset.path}`) and get the key for their offline error from
+# the `rcollapse.source_key` resolver (rcollapse/config_resolvers.py), which reads it off that
+# interpolation; these constants are the defaults of sources built in code.
+DATASET_PATH_KEY = "dataset.path"
+DATASET_EVAL_PATH_KEY = "dataset.eval_path"
+DATASET_PRIOR_PATH_KEY = "dataset.prior_path"
+
 
 class DataUnavailableError(OSError):
     """A data set named by hub id cannot be loaded on this machine."""
@@ -103,10 +112,11 @@ def require_hub_or_local(
     raise DataUnavailableError(data_unavailable_message(path, key, cause, what, alternative))
 
 
-def load_hub_dataset(path: str, key: str, split: str, alternative: str | None = OFFLINE_ALTERNATIVE,
+def load_hub_dataset(path: str, key: str, split: str | None, alternative: str | None = OFFLINE_ALTERNATIVE,
                      name: str | None = None):
     """``datasets.load_dataset(path, name, split=split)`` for a hub name or a local copy, with
-    every failure to get the files turned into a :class:`DataUnavailableError` naming ``key``."""
+    every failure to get the files turned into a :class:`DataUnavailableError` naming ``key``
+    (``split=None``: every split, as a ``DatasetDict``)."""
     import datasets
 
     source = require_hub_or_local(path, key, what="data set", alternative=alternative)

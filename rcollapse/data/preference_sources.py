@@ -3,23 +3,36 @@
 
 - :class:`PreferenceOfflineSource`: generated reviews, VADER gold reward, Bradley–Terry labels.
 - :class:`PrefMixSource`: ``weqweasdas/preference_dataset_mix2`` (the paper's training data).
-- :class:`RewardBenchSource`: ``allenai/reward-bench`` mapped to its four sections.
+- :class:`RewardBenchSource`: ``allenai/reward-bench`` mapped to its four sections, with the Prior
+  Sets of :class:`PriorSetsSource` (``allenai/pref-test-sets``) when given.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from rcollapse.data.hub_access import load_hub_dataset
+from rcollapse.data.hub_access import (
+    DATASET_EVAL_PATH_KEY,
+    DATASET_PATH_KEY,
+    DATASET_PRIOR_PATH_KEY,
+    load_hub_dataset,
+)
 from rcollapse.data.preference_pairs import (
     PreferencePair,
+    render_messages,
     split_chat_pair,
     validate_preference_pair,
 )
 from rcollapse.data.ranking_rows import MalformedRowError
-from rcollapse.data.rewardbench_sections import SECTION_OF_SUBSET
+from rcollapse.data.rewardbench_sections import (
+    PRIOR_SECTION,
+    PRIOR_SUBSETS,
+    SECTION_OF_SUBSET,
+    SECTIONS,
+)
 from rcollapse.data.sentiment_gold import vader_compound
 from rcollapse.data.synthetic_reviews import review_prompt, review_text
 
@@ -112,7 +125,7 @@ class PrefMixSource:
 
     def __init__(self, path: str = "weqweasdas/preference_dataset_mix2", split: str = "train",
                  num_pairs: int = 50000, num_val: int = 1000, seed: int = 0,
-                 path_key: str = "dataset.datamodule.train_source.path"):
+                 path_key: str = DATASET_PATH_KEY):
         self.path, self.split, self.path_key = str(path), split, path_key
         self.num_pairs, self.num_val, self.seed = int(num_pairs), int(num_val), int(seed)
         self.dropped = 0
@@ -144,13 +157,18 @@ class PrefMixSource:
 
 class RewardBenchSource:
     """``allenai/reward-bench`` (hub name or local copy), split ``filtered``: evaluation pairs in
-    the Chat / Chat Hard / Safety / Reasoning sections (:mod:`rcollapse.data.rewardbench_sections`).
-    Subsets that belong to no section are skipped and counted."""
+    the Chat / Chat Hard / Safety / Reasoning sections (:mod:`rcollapse.data.rewardbench_sections`),
+    followed by the Prior Sets pairs of ``prior_sets`` (a :class:`PriorSetsSource`; None or one
+    with ``path=None``: none, and the report names the Prior Sets as missing). Subsets that belong
+    to no section are skipped and counted; ``limit_per_subset`` keeps each subset's first pairs
+    (a subsampled run: sections still weigh subsets by their full counts)."""
 
     def __init__(self, path: str = "allenai/reward-bench", split: str = "filtered",
-                 path_key: str = "dataset.datamodule.eval_source.path", limit_per_subset: int | None = None):
+                 path_key: str = DATASET_EVAL_PATH_KEY, limit_per_subset: int | None = None,
+                 prior_sets: PriorSetsSource | None = None):
         self.path, self.split, self.path_key = str(path), split, path_key
         self.limit_per_subset = limit_per_subset
+        self.prior_sets = prior_sets
         self.skipped: dict[str, int] = {}
 
     def load(self) -> dict[str, list[PreferencePair]]:
@@ -163,7 +181,7 @@ class RewardBenchSource:
         for index, row in enumerate(table):
             subset = row["subset"]
             section = SECTION_OF_SUBSET.get(subset)
-            if section is None:
+            if section not in SECTIONS:
                 self.skipped[subset] = self.skipped.get(subset, 0) + 1
                 continue
             seen[subset] = seen.get(subset, 0) + 1
@@ -174,5 +192,82 @@ class RewardBenchSource:
             pairs.append(validate_preference_pair(raw, index, self.path))
         if self.skipped:
             warnings.warn(f"{self.path}: skipped subsets outside the four sections: {self.skipped}", stacklevel=2)
+        if self.prior_sets is not None:
+            pairs += self.prior_sets.load()["test"]
         return {"test": pairs}
 
+
+def prior_prompt(prompt, where: str) -> str:
+    """A pref-test-sets prompt as text: a string as it is; a list of turns (``{role, content}``
+    messages, or bare strings in older revisions) ending with the user's, roles by position as
+    RewardBench assigns them (user, assistant, user, ...). One turn is its text, as a RewardBench
+    prompt; several are rendered "User: ...\n\nAssistant: ..." (:func:`render_messages`)."""
+    if isinstance(prompt, str):
+        return prompt
+    if not isinstance(prompt, Sequence) or not prompt:
+        raise MalformedRowError(f"{where}: 'prompt' must be a string or a non-empty list of turns, got {prompt!r:.80}")
+    texts = []
+    for turn in prompt:
+        content = turn.get("content") if isinstance(turn, Mapping) else turn
+        if not isinstance(content, str):
+            raise MalformedRowError(f"{where}: a prompt turn has no text content: {turn!r:.80}")
+        texts.append(content)
+    if len(texts) % 2 == 0:
+        raise MalformedRowError(f"{where}: the prompt has {len(texts)} turns; it must end with the user's (an odd number)")
+    if len(texts) == 1:
+        return texts[0]
+    return render_messages([{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)])
+
+
+class PriorSetsSource:
+    """RewardBench's Prior Sets: ``allenai/pref-test-sets`` (hub name or local copy), one split per
+    subset, of which the leaderboard's Prior Sets score averages ``anthropic_helpful``,
+    ``anthropic_hhh``, ``shp`` and ``summarize`` (:data:`PRIOR_SUBSETS`).
+
+    Columns ``prompt`` (the previous turns), ``chosen`` and ``rejected`` (the two final assistant
+    responses, strings) are selected by name; others (``subset``, ``id``) are ignored. Each split
+    becomes test pairs in section "Prior Sets" with the split's name as subset; ``limit_per_split``
+    keeps each split's first pairs; pairs with identical responses are dropped and counted.
+    ``path=None`` loads nothing (``dataset.prior_path=null``: the Prior Sets are skipped and the
+    report says so).
+    """
+
+    def __init__(self, path: str | None = "allenai/pref-test-sets", splits: Sequence[str] = PRIOR_SUBSETS,
+                 path_key: str = DATASET_PRIOR_PATH_KEY, limit_per_split: int | None = None):
+        self.path = None if path is None else str(path)
+        self.splits, self.path_key = tuple(splits), path_key
+        unknown = [s for s in self.splits if s not in PRIOR_SUBSETS]
+        if unknown:
+            raise ValueError(f"{path_key}: splits {unknown} are not Prior Sets splits; choose from {list(PRIOR_SUBSETS)}")
+        self.limit_per_split = limit_per_split
+        self.dropped: dict[str, int] = {}
+
+    def load(self) -> dict[str, list[PreferencePair]]:
+        if self.path is None:
+            return {"test": []}
+        tables = load_hub_dataset(self.path, self.path_key, None, alternative=f"{self.path_key}=null")
+        absent = [s for s in self.splits if s not in tables]
+        if absent:
+            raise MalformedRowError(f"{self.path} ({self.path_key}): no split(s) {absent}; found {sorted(tables)} "
+                                    f"(allenai/pref-test-sets has one split per subset)")
+        pairs = []
+        for split in self.splits:
+            table = tables[split]
+            missing = [c for c in ("prompt", "chosen", "rejected") if c not in table.column_names]
+            if missing:
+                raise MalformedRowError(f"{self.path} ({self.path_key}), split {split!r}: missing column(s) "
+                                        f"{missing}; found {table.column_names}")
+            if self.limit_per_split is not None:
+                table = table.select(range(min(len(table), int(self.limit_per_split))))
+            for index, row in enumerate(table.select_columns(["prompt", "chosen", "rejected"])):
+                where = f"{self.path}, split {split!r}, row {index}"
+                if row["chosen"] == row["rejected"]:
+                    self.dropped[split] = self.dropped.get(split, 0) + 1
+                    continue
+                raw = {"prompt": prior_prompt(row["prompt"], where), "chosen": row["chosen"],
+                       "rejected": row["rejected"], "section": PRIOR_SECTION, "subset": split,
+                       "id": f"{split}-{index}"}
+                pairs.append(validate_preference_pair(raw, index, f"{self.path}, split {split!r}"))
+        if self.dropped:
+            warnings.warn(f"{self.path}: dropped pairs with identical responses: {self.dropped}", stacklevel=2)
+        return {"test": pairs}

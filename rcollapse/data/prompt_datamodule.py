@@ -9,13 +9,14 @@ from rcollapse.data.resumable_sampler import ResumableShuffleSampler
 
 
 class PromptDataModule(L.LightningDataModule):
-    """``source.load()`` → {"train", "test"} prompts. A training batch is one PPO iteration's
+    """``source.load(tokenizer)`` → {"train", "test"} prompts. A training batch is one PPO iteration's
     prompts; ``optimizer_steps_per_batch`` (PPO epochs × minibatches) converts the trainer's
     optimizer-step counter back to batches when a run resumes."""
 
     def __init__(self, source, batch_size: int = 128, shuffle_seed: int = 0, optimizer_steps_per_batch: int = 1,
-                 num_workers: int = 0):
+                 num_workers: int = 0, tokenizer=None):
         super().__init__()
+        self.tokenizer = tokenizer  # the policy's: a source may cut prompts by its tokens
         self.num_workers = int(num_workers)
         self.source, self.batch_size, self.shuffle_seed = source, int(batch_size), int(shuffle_seed)
         self.optimizer_steps_per_batch = int(optimizer_steps_per_batch)
@@ -23,7 +24,7 @@ class PromptDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.prompts is None:
-            prompts = self.source.load()
+            prompts = self.source.load(tokenizer=self.tokenizer)
             for split in ("train", "test"):
                 if not prompts.get(split):
                     raise ValueError(f"{type(self.source).__name__}.load() gave no {split!r} prompts")

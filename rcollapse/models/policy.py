@@ -66,31 +66,38 @@ def build_tiny_tokenizer_for_generation():
 
 
 def build_tiny_gpt2(tokenizer, n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_positions: int = 64,
-                    vocab_size: int | None = None):
+                    vocab_size: int | None = None, dropout: float = 0.0):
     """A randomly initialised GPT-2 sized from the arguments, its vocabulary ``tokenizer``'s or, for
-    benchmarks at a real model's shape, ``vocab_size`` (ids past the tokenizer's decode to nothing)."""
+    benchmarks at a real model's shape, ``vocab_size`` (ids past the tokenizer's decode to nothing);
+    ``dropout`` on residuals, embeddings and attention (GPT-2's own is 0.1; the PPO module turns it
+    off whatever it is)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(vocab_size=max(len(tokenizer), vocab_size or 0), n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                         n_positions=n_positions, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
     return GPT2LMHeadModel(config)
+
+
+# What the offline error of a hub policy suggests instead (not the encoders of the reward stage).
+OFFLINE_POLICY = "`model=tiny_gpt2` (a small GPT-2 policy built from a config, no download)"
 
 
 def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path"):
     from transformers import AutoModelForCausalLM
 
-    source = require_local_or_hub(name_or_path, key)
+    source = require_local_or_hub(name_or_path, key, OFFLINE_POLICY)
     try:
         return AutoModelForCausalLM.from_pretrained(source)
     except OSError as err:
-        raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+        raise ModelUnavailableError(
+            _offline_message(name_or_path, key, str(err).splitlines()[0], OFFLINE_POLICY)) from err
 
 
 def load_pretrained_generation_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
     """The model's tokenizer with left padding and a pad token (GPT-2 has none: EOS is used)."""
-    tokenizer = load_pretrained_tokenizer(name_or_path, key)
+    tokenizer = load_pretrained_tokenizer(name_or_path, key, OFFLINE_POLICY)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -29,12 +29,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig
 
 from rcollapse.analysis.ensemble_report import (
+    accuracy_notes,
     accuracy_table,
     ensemble_metrics,
     plot_variance_histograms,
     variance_by_section,
     write_accuracy_table,
 )
+from rcollapse.config_checks import dropout_enabled
 from rcollapse.data.preference_datamodule import PairFeatureDataModule
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
 from rcollapse.models.feature_cache import cached_pair_features
@@ -106,7 +108,8 @@ def run_phase1(cfg, output_dir, reward_model, datamodule, loggers) -> dict:
         print(f"phase 1 already finished ({saved['summary']}); continuing with phase 2")
         return saved["summary"]
     optimizer = instantiate(cfg.stage.optimizer, lr=float(cfg.model.lr))
-    module = instantiate(cfg.stage.module, reward_model=reward_model, optimizer=optimizer, freeze_backbone=False)
+    module = instantiate(cfg.stage.module, reward_model=reward_model, optimizer=optimizer, freeze_backbone=False,
+                         dropout=dropout_enabled(cfg.model.get("dropout", True)))
     stop = LossThresholdStop(e.loss_threshold)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers,
                                      callbacks=[_checkpoints(output_dir, "phase1", cfg.stage.checkpoint_every_n_steps), stop])
@@ -176,7 +179,8 @@ def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) ->
     variances = variance_by_section(scores["chosen"], scores["rejected"], sections)
     metrics = ensemble_metrics(table, variances)
     if trainer.is_global_zero:
-        write_accuracy_table(table, output_dir / "ensemble_accuracy.csv", output_dir / "ensemble_accuracy.md")
+        write_accuracy_table(table, output_dir / "ensemble_accuracy.csv", output_dir / "ensemble_accuracy.md",
+                             notes=accuracy_notes(subsets))
         plot_variance_histograms(variances, output_dir / "figures" / "ensemble_variance.png", title=title)
         torch.save(scores, output_dir / "ensemble_test_scores.pt")
         print((output_dir / "ensemble_accuracy.md").read_text())

@@ -15,9 +15,12 @@ state is checkpointed with the module. Metrics ``ppo/train/*`` every step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import lightning as L
 import torch
 
+from rcollapse.models.dropout import set_dropout
 from rcollapse.models.policy import position_ids_from_mask, response_logprobs
 from rcollapse.ppo_objective import (
     clipped_policy_loss,
@@ -34,8 +37,46 @@ from rcollapse.ppo_objective import (
 from rcollapse.training_run import NonFiniteLossError
 
 
+class PPOSizeError(ValueError):
+    """The PPO batch does not divide into the configured minibatches."""
+
+
+@dataclass(frozen=True)
+class PPOIterationSizes:
+    """The derived sizes of one PPO iteration, computed once (the stage's step budget, checkpoint
+    interval and resume, and the module's minibatch loop all read them from here).
+
+    A batch of ``batch_size`` prompts is split into ``num_minibatches`` equal minibatches, each
+    taken ``ppo_epochs`` times: ``optimizer_steps`` optimiser steps per iteration. A batch that does
+    not divide exactly is refused, so no minibatch is silently smaller or extra."""
+
+    batch_size: int
+    num_minibatches: int
+    ppo_epochs: int
+
+    def __post_init__(self):
+        for key, value in (("stage.batch_size", self.batch_size), ("stage.module.num_minibatches", self.num_minibatches),
+                           ("stage.module.ppo_epochs", self.ppo_epochs)):
+            if not (isinstance(value, int) and value > 0):
+                raise PPOSizeError(f"{key} must be a positive integer, got {value!r}")
+        if self.batch_size % self.num_minibatches:
+            raise PPOSizeError(
+                f"stage.batch_size={self.batch_size} does not divide into stage.module.num_minibatches="
+                f"{self.num_minibatches} equal minibatches; choose a batch size that is a multiple of it "
+                f"(e.g. stage.batch_size={self.batch_size - self.batch_size % self.num_minibatches or self.num_minibatches})")
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimiser steps per PPO iteration (the trainer's ``global_step`` advances by this)."""
+        return self.ppo_epochs * self.num_minibatches
+
+
 class VarianceKLPPOModule(L.LightningModule):
-    def __init__(self, policy, reference, tokenizer, scorer, optimizer, kl_controller,
+    def __init__(self, policy, reference, tokenizer, scorer, optimizer, kl_controller, batch_size: int,
                  variance_weighted: bool = True, kl_weight: str = "variance", kl_estimator: str = "k1",
                  reward_combination: str = "head", reward_head: int = 0, reward_penalty: float = 1.0,
                  ppo_epochs: int = 4, num_minibatches: int = 4, clip_range: float = 0.2,
@@ -45,6 +86,10 @@ class VarianceKLPPOModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["policy", "reference", "tokenizer", "scorer", "optimizer", "kl_controller"])
+        self.sizes = PPOIterationSizes(int(batch_size), int(num_minibatches), int(ppo_epochs))
+        # no dropout in the policy or its value head (as TRL): the rollout's log-probs, every
+        # minibatch's and the reference's must come from one deterministic model, or π/π_old is noise
+        set_dropout(policy, False)
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
         self.scorer, self.optimizer_factory, self.kl_controller = scorer, optimizer, kl_controller
         self.samples: list[dict] = []  # sample prompts/responses/scores/weights at intervals
@@ -133,8 +178,9 @@ class VarianceKLPPOModule(L.LightningModule):
 
         # 5. update
         optimizer = self.optimizers()
-        batch_size = seq.size(0)
-        minibatch_size = max(1, batch_size // h.num_minibatches)
+        batch_size, minibatch_size = self.sizes.batch_size, self.sizes.minibatch_size
+        if seq.size(0) != batch_size:
+            raise PPOSizeError(f"a PPO batch of {seq.size(0)} prompts, expected stage.batch_size={batch_size}")
         stats = {"clipfrac": [], "approx_kl": [], "value_loss": [], "policy_loss": [], "entropy": []}
         for _ in range(h.ppo_epochs):
             order = torch.randperm(batch_size, device=self.device)
@@ -147,7 +193,7 @@ class VarianceKLPPOModule(L.LightningModule):
                 loss = pg_loss + h.vf_coef * vf_loss
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"PPO loss is {loss.item()} at step {self.global_step}; lower "
-                                             "stage.ppo.lr or check the rewards; resume=true continues")
+                                             "stage.optimizer.lr or check the rewards; resume=true continues")
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 self.clip_gradients(optimizer, gradient_clip_val=h.max_grad_norm, gradient_clip_algorithm="norm")
@@ -170,7 +216,7 @@ class VarianceKLPPOModule(L.LightningModule):
             **{f"ppo/train/{k}": sum(v) / len(v) for k, v in stats.items()},
         }
         self.log_dict(metrics, batch_size=batch_size, prog_bar=False)
-        iteration = self.global_step // (h.ppo_epochs * -(-batch_size // minibatch_size)) - 1
+        iteration = self.global_step // self.sizes.optimizer_steps - 1
         if iteration % h.sample_every_n_steps == 0:
             for i in range(min(4, batch_size)):
                 self.samples.append({"step": iteration, "prompt": prompts[i], "response": texts[i],

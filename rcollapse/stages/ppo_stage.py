@@ -18,9 +18,11 @@ import csv
 import fcntl
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -28,24 +30,106 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.analysis.ppo_report import plot_training
+from rcollapse.config_checks import ConfigError
+from rcollapse.config_resolvers import config_choice
 from rcollapse.models.ensemble_artifact import load_ensemble
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
 from rcollapse.stages.ppo_history import PPOHistory
+from rcollapse.stages.ppo_module import PPOIterationSizes
 from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
 
+log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
+# bump when the ensemble stage's code changes what an offline ensemble is (a new key: retrained)
+OFFLINE_ENSEMBLE_FORMAT = 2
 
 
-def shared_offline_ensemble(cfg: DictConfig) -> Path:
+@dataclass(frozen=True)
+class EnsembleSource:
+    """Where this PPO run's reward ensemble comes from, known before anything trains: a saved
+    artifact (``stage.ensemble_path``), or the shared offline one with its composed config."""
+
+    num_heads: int
+    path: Path | None = None
+    offline_config: DictConfig | None = None
+
+
+def compose_offline_ensemble_config(cfg: DictConfig) -> DictConfig:
+    """The config ``run.py stage=ensemble <stage.ensemble_overrides>`` composes, composed here in a
+    private Hydra (the running app's, if any, is restored afterwards)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    overrides = ["stage=ensemble", *[str(o) for o in cfg.stage.ensemble_overrides],
+                 f"paths.cache_dir={cfg.paths.cache_dir}"]
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            return compose("config", overrides=overrides)
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def offline_ensemble_key(ensemble_cfg: DictConfig) -> str:
+    """The cache key of an offline ensemble: everything that shapes it (the composed ensemble
+    stage, its data and model groups, the seed, the trainer's hardware settings) and the format
+    version, so that a changed default or override never reuses a stale ensemble."""
+    shaping = {name: OmegaConf.to_container(ensemble_cfg[name], resolve=True) for name in ("stage", "dataset", "model")}
+    shaping["seed"] = ensemble_cfg.seed
+    trainer = OmegaConf.to_container(ensemble_cfg.trainer, resolve=False)  # interpolations of keyed parts
+    trainer.pop("default_root_dir", None)  # the run dir, not a setting
+    shaping["trainer"] = trainer
+    shaping["format"] = OFFLINE_ENSEMBLE_FORMAT
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_choice(cfg: DictConfig) -> str:
+    choice = config_choice("model")
+    return f"model={choice}" if choice != "unknown" else f"model.name_or_path={cfg.model.get('name_or_path')}"
+
+
+def ensemble_source(cfg: DictConfig) -> EnsembleSource:
+    """Check where the ensemble comes from and that ``stage.module.reward_head`` is one of its heads,
+    before the SFT warm-up or any training. Only the offline policy (``model.offline_policy``) may
+    fall back to the offline ensemble: its prompts and responses are the generated reviews that
+    ensemble was trained on; a hub policy needs ``stage.ensemble_path``."""
+    s = cfg.stage
+    if s.ensemble_path:
+        path = Path(str(s.ensemble_path)).expanduser()
+        meta = path / "ensemble.json"
+        if not meta.exists():
+            raise ConfigError(f"stage.ensemble_path: {path} is not a reward-ensemble artifact (no ensemble.json); "
+                              "`python run.py stage=ensemble ...` writes one in its run dir, under ensemble/")
+        source = EnsembleSource(int(json.loads(meta.read_text())["num_heads"]), path=path)
+    elif not cfg.model.get("offline_policy", False):
+        raise ConfigError(
+            f"stage.ensemble_path: null, and {model_choice(cfg)} is not the offline policy: the offline "
+            "ensemble (a tiny encoder trained on generated reviews) would score this policy's responses "
+            "with another tokenizer and domain. Train an ensemble first, e.g. `python run.py stage=ensemble "
+            "dataset=pref_mix model=deberta hardware=gpu`, then pass stage.ensemble_path=<that run dir>/ensemble "
+            "(or use model=tiny_gpt2 offline)")
+    else:
+        ensemble_cfg = compose_offline_ensemble_config(cfg)
+        source = EnsembleSource(int(ensemble_cfg.stage.ensemble.num_heads), offline_config=ensemble_cfg)
+    head = int(s.module.reward_head)
+    if s.module.reward_combination == "head" and not 0 <= head < source.num_heads:
+        raise ConfigError(f"stage.module.reward_head: must lie in [0, {source.num_heads - 1}] (the ensemble "
+                          f"has {source.num_heads} heads), got {head}")
+    return source
+
+
+def shared_offline_ensemble(cfg: DictConfig, ensemble_cfg: DictConfig) -> Path:
     """The offline ensemble every PPO job of a sweep uses: trained once by ``run.py
     stage=ensemble`` (a subprocess, with ``stage.ensemble_overrides``) into the cache, under a
     file lock, so that jobs starting together wait for one training instead of racing."""
     overrides = [str(o) for o in cfg.stage.ensemble_overrides]
-    key = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:16]
+    key = offline_ensemble_key(ensemble_cfg)
     root = Path(cfg.paths.cache_dir) / "ppo_ensembles"
     run_dir = root / f"ensemble-{key}"
     artifact = run_dir / "ensemble"
@@ -65,6 +149,9 @@ def shared_offline_ensemble(cfg: DictConfig) -> Path:
 
 def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     s = cfg.stage
+    # every size and source is settled before the SFT warm-up, the ensemble or a download
+    sizes = PPOIterationSizes(int(s.batch_size), int(s.module.num_minibatches), int(s.module.ppo_epochs))
+    source = ensemble_source(cfg)
     tokenizer = instantiate(cfg.model.tokenizer)
     lm = instantiate(cfg.model.policy, tokenizer=tokenizer)
     if cfg.model.get("sft_steps", 0):
@@ -73,14 +160,20 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         print(f"policy fitted to the generated review corpus ({'cached' if cached else 'fitted now'})")
     policy = PolicyWithValueHead(lm)
     reference = frozen_reference(lm)
-    ensemble_path = Path(str(s.ensemble_path)).expanduser() if s.ensemble_path else shared_offline_ensemble(cfg)
+    if source.path is not None:
+        ensemble_path = source.path
+    else:
+        ensemble_path = shared_offline_ensemble(cfg, source.offline_config)
+        log.warning("stage.ensemble_path is null: the offline policy is scored by the offline ensemble (trained on "
+                    "generated reviews) at %s", ensemble_path)
     device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
     ensemble = load_ensemble(ensemble_path, device=device)
     judge = instantiate(cfg.judge)
-    steps_per_batch = int(s.module.ppo_epochs) * int(s.module.num_minibatches)
-    datamodule = instantiate(cfg.dataset.datamodule, batch_size=int(s.batch_size), shuffle_seed=cfg.seed,
-                             optimizer_steps_per_batch=steps_per_batch)
+    steps_per_batch = sizes.optimizer_steps
+    datamodule = instantiate(cfg.dataset.datamodule, batch_size=sizes.batch_size, shuffle_seed=cfg.seed,
+                             optimizer_steps_per_batch=steps_per_batch, tokenizer=tokenizer)
     module = instantiate(s.module, policy=policy, reference=reference, tokenizer=tokenizer, scorer=ensemble.score,
+                         batch_size=sizes.batch_size,
                          optimizer=instantiate(s.optimizer), kl_controller=instantiate(s.kl_controller))
     datamodule.setup("fit")
     history = PPOHistory(judge, datamodule.prompts["test"][:int(s.judge_num_prompts)], int(s.judge_every_n_updates),

@@ -22,6 +22,7 @@ import math
 import lightning as L
 import torch
 
+from rcollapse.models.dropout import set_dropout
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.preference_objective import bradley_terry_loss_per_head, pair_wins
 from rcollapse.training_run import NonFiniteLossError
@@ -29,12 +30,14 @@ from rcollapse.training_run import NonFiniteLossError
 
 class PreferenceRewardModule(L.LightningModule):
     def __init__(self, reward_model: RewardModel, optimizer, freeze_backbone: bool = False,
-                 bootstrap_weights: torch.Tensor | None = None, loss_ema_decay: float = 0.95):
+                 bootstrap_weights: torch.Tensor | None = None, loss_ema_decay: float = 0.95,
+                 dropout: bool = True):
         super().__init__()
         self.save_hyperparameters(ignore=["reward_model", "optimizer", "bootstrap_weights"])
         self.reward_model = reward_model
         self.optimizer_factory = optimizer
         self.freeze_backbone = bool(freeze_backbone)
+        self.dropout = bool(dropout)
         if self.freeze_backbone:
             reward_model.backbone.requires_grad_(False)
             # checkpoints leave the frozen backbone out (it is rebuilt from phase 1), so loading
@@ -51,6 +54,14 @@ class PreferenceRewardModule(L.LightningModule):
         if self.freeze_backbone:
             self.reward_model.backbone.eval()  # frozen features: no dropout, as when cached
         return self
+
+    def on_train_start(self) -> None:
+        # set, not inherited: from_pretrained gives eval mode, phase 1 leaves train mode, and
+        # Lightning keeps either; a frozen backbone gives features without dropout, as when cached
+        if self.freeze_backbone:
+            self.reward_model.backbone.eval()
+        else:
+            set_dropout(self.reward_model, self.dropout)
 
     def scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen [B, k], rejected [B, k]) rewards of every head."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rcollapse.analysis.collapse_metrics import collapse_metrics, wasserstein1
+from rcollapse.models.dropout import set_dropout
 from rcollapse.ranking_objective import pad_groups, pair_accuracy, ranking_loss
 from rcollapse.theory import solve_collapse
 from rcollapse.training_run import NonFiniteLossError
@@ -28,6 +29,7 @@ class RankingRewardModule(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         warmup_ratio: float = 0.1,
         test_split_names: tuple[str, ...] = ("test", "train"),
+        dropout: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["reward_model", "utility", "optimizer", "test_split_names"])
@@ -36,6 +38,7 @@ class RankingRewardModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.warmup_ratio = warmup_ratio
         self.test_split_names = tuple(test_split_names)
+        self.dropout = bool(dropout)
         # Per-prompt reward vectors collected during evaluation: {split: [(vector, openness)]}.
         self.eval_rewards: dict[str, list[tuple[np.ndarray, float]]] = {}
         # The collapse program's prediction for each prompt type of a split: {split: {type: r}}.
@@ -64,6 +67,10 @@ class RankingRewardModule(L.LightningModule):
         self.log("rm/train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("rm/train/pair_acc", pair_accuracy(rewards.detach(), mask), batch_size=batch_size)
         return loss
+
+    def on_train_start(self) -> None:
+        # set, not inherited: from_pretrained gives eval mode, which Lightning would keep
+        set_dropout(self.reward_model, self.dropout)
 
     # ---- evaluation: collect every prompt's reward vector ------------------------------------
     def _collect(self, split: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

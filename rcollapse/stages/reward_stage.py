@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from rcollapse.config_checks import dropout_enabled
 from rcollapse.config_resolvers import config_choice
 from rcollapse.stages.collapse_figures import CollapseFiguresCallback
 from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
@@ -25,6 +26,7 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         reward_model=reward_model,
         utility=utility,
         test_split_names=list(datamodule.test_split_names),
+        dropout=dropout_enabled(cfg.model.get("dropout", True)),
     )
     tokenizer.save_pretrained(str(output_dir / "tokenizer"))
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from rcollapse.analysis.theory_plots import plot_collapsed_distribution
 from rcollapse.theory import (
-    ks_distance,
+    ks_distance_to_limit,
     limit_distribution,
     logsigmoid_endpoint_mass,
     solve_collapse,
@@ -28,6 +28,8 @@ def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         "utility": repr(utility),
         "n": n,
         "rewards": solution.rewards.tolist(),
+        # min(r, 1 − r) of each reward, exact where the reward rounds to 0 or 1
+        "distances_to_end": solution.distances_to_end.tolist(),
         "objective": solution.objective,
         "duality_gap": solution.duality_gap,
         "iterations": solution.iterations,
@@ -35,7 +37,7 @@ def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     }
     metrics = {"theory/objective": solution.objective, "theory/duality_gap": solution.duality_gap}
     if limit is not None:
-        payload["ks_distance"] = ks_distance(solution.rewards, limit.cdf)
+        payload["ks_distance"] = ks_distance_to_limit(solution, limit)
         payload["w1_distance"] = wasserstein1_to_cdf(solution.rewards, limit.cdf)
         metrics["theory/ks_distance"] = payload["ks_distance"]
         metrics["theory/w1_distance"] = payload["w1_distance"]
@@ -48,6 +50,6 @@ def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     plot_collapsed_distribution(solution.rewards, limit, output_dir / "figures" / "theory_distribution.png",
                                 title=f"{payload['utility']}, n={n}")
     print(f"theory: n={n}, objective={solution.objective:.6g}, duality gap={solution.duality_gap:.2e}"
-          + (f", KS to {limit.name}{limit.params}: {payload['ks_distance']:.4f}" if limit else "")
+          + (f", KS to {limit.name}{limit.params}: {payload['ks_distance']:.4g}" if limit else "")
           + f"\noutputs in {output_dir}")
     return metrics
