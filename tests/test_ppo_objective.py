@@ -74,7 +74,7 @@ def test_kl_estimators_and_weights():
     assert torch.all(kl_per_token(logp, ref, "k3") >= 0)
     var = torch.tensor([4.0, 0.25])
     torch.testing.assert_close(kl_weight(var, "std"), torch.tensor([2.0, 0.5]))
-    with pytest.raises(ValueError, match="kl_estimator"):
+    with pytest.raises(ValueError, match=r"^stage\.module\.kl_estimator must be one of"):
         kl_per_token(logp, ref, "k2")
 
 
@@ -85,7 +85,7 @@ def test_head_combinations():
     assert combine_heads(scores, "min").tolist() == [1.0, 0.0]
     torch.testing.assert_close(combine_heads(scores, "mean_minus_std", penalty=2.0),
                                torch.tensor([2.0 - 2.0, 1.0 - 2.0 * math.sqrt(3.0)]))
-    with pytest.raises(ValueError, match="reward_head"):
+    with pytest.raises(ValueError, match=r"^stage\.module\.reward_head must lie in \[0, 2\]"):
         combine_heads(scores, "head", head=3)
 
 

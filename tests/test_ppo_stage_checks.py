@@ -118,3 +118,49 @@ def test_ppo_arm_is_an_ordinary_group_with_a_default(tmp_path):
     assert vanilla.stage.module.variance_weighted is False
     paper = compose_config(["stage=ppo", "ppo_arm=paper_vanilla", "stage.optimizer.lr=2e-5"], tmp_path)
     assert (paper.stage.batch_size, paper.stage.kl_controller.beta, paper.stage.optimizer.lr) == (128, 0.2, 2e-5)
+
+
+def _error_of(call) -> str:
+    with pytest.raises(Exception) as err:
+        call()
+    return str(err.value)
+
+
+def test_every_ppo_error_names_a_key_that_exists_in_the_composed_config(tmp_path):
+    """Six messages named `stage.ppo.*` keys that do not exist; each named key must be a real one."""
+    import numpy as np
+    import torch
+    from omegaconf import OmegaConf
+
+    from rcollapse import ppo_objective as po
+    from rcollapse.models.reward_model import RewardOutput
+    from rcollapse.training_run import NonFiniteLossError
+    from tests.test_ppo_module import _module
+
+    cfg = compose_config(["stage=ppo", "ppo_arm=small_vanilla"], tmp_path)  # the adaptive controller's keys too
+    scores = torch.zeros(2, 3)
+    messages = {
+        "stage.module.kl_estimator": _error_of(lambda: po.kl_per_token(scores, scores, "k2")),
+        "stage.module.kl_weight": _error_of(lambda: po.kl_weight(scores[:, 0], "var")),
+        "stage.module.reward_head": _error_of(lambda: po.combine_heads(scores, "head", head=3)),
+        "stage.module.reward_combination": _error_of(lambda: po.combine_heads(scores, "median")),
+        "stage.kl_controller.target": _error_of(lambda: po.AdaptiveKLController(0.1, target=0.0)),
+    }
+
+    def nan_scorer(prompts, responses):
+        r = torch.full((len(prompts),), float("nan"))
+        return RewardOutput(r[:, None], r, torch.ones_like(r))
+
+    module, _ = _module(batch_size=4)
+    module.scorer = nan_scorer
+    module.optimizers = lambda: torch.optim.SGD(module.policy.parameters(), lr=0.0)
+    rng = np.random.default_rng(0)
+    from rcollapse.data.synthetic_reviews import review_prompt
+
+    with pytest.raises(NonFiniteLossError) as err:
+        module.training_step([review_prompt(rng) for _ in range(4)], 0)
+    messages["stage.optimizer.lr"] = str(err.value)
+    for key, message in messages.items():
+        named = re.findall(r"\bstage\.[a-z_.]*[a-z_]", message)
+        assert named == [key], (key, message)
+        assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", key

@@ -15,6 +15,9 @@ import torch
 
 from rcollapse.data.sentiment_gold import vader_compound
 
+# what the offline error of a hub judge suggests instead
+OFFLINE_JUDGE = "`judge=vader` (the offline VADER sentiment judge)"
+
 
 class VaderJudge:
     name = "vader"
@@ -34,12 +37,13 @@ class SequenceClassifierJudge:
             require_local_or_hub,
         )
 
-        source = require_local_or_hub(name_or_path, key)
+        source = require_local_or_hub(name_or_path, key, OFFLINE_JUDGE)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source)
             self.model = AutoModelForSequenceClassification.from_pretrained(source, torch_dtype=getattr(torch, dtype))
         except OSError as err:
-            raise ModelUnavailableError(_offline_message(name_or_path, key, str(err).splitlines()[0])) from err
+            raise ModelUnavailableError(
+                _offline_message(name_or_path, key, str(err).splitlines()[0], OFFLINE_JUDGE)) from err
         if self.tokenizer.pad_token is None:
             # padding only: the score is read under the attention mask, not at the pad id
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -84,15 +84,21 @@ def build_tiny_gpt2(tokenizer, n_embd: int = 64, n_layer: int = 2, n_head: int =
 OFFLINE_POLICY = "`model=tiny_gpt2` (a small GPT-2 policy built from a config, no download)"
 
 
-def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path"):
+def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path", tokenizer=None):
+    """A pretrained causal LM by hub name or local directory. ``tokenizer`` (what the PPO stage
+    passes every policy builder) must fit the model's vocabulary."""
     from transformers import AutoModelForCausalLM
 
     source = require_local_or_hub(name_or_path, key, OFFLINE_POLICY)
     try:
-        return AutoModelForCausalLM.from_pretrained(source)
+        lm = AutoModelForCausalLM.from_pretrained(source)
     except OSError as err:
         raise ModelUnavailableError(
             _offline_message(name_or_path, key, str(err).splitlines()[0], OFFLINE_POLICY)) from err
+    if tokenizer is not None and len(tokenizer) > lm.get_input_embeddings().num_embeddings:
+        raise ValueError(f"{key}={name_or_path}: the tokenizer has {len(tokenizer)} tokens, the model's embedding "
+                         f"{lm.get_input_embeddings().num_embeddings}: they are not one model's")
+    return lm
 
 
 def load_pretrained_generation_tokenizer(name_or_path: str, key: str = "model.name_or_path"):

@@ -23,14 +23,16 @@ class RewardOutput(NamedTuple):
 
 
 def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Reduce ``hidden`` [S, L, H] to [S, H]: first token, masked mean, or last real token."""
+    """Reduce ``hidden`` [S, L, H] to [S, H]: first token, masked mean, or last real token (the
+    last position the mask attends, whichever side the tokenizer pads)."""
     if pooling == "cls":
         return hidden[:, 0]
     mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
     if pooling == "mean":
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
     if pooling == "last":
-        last = attention_mask.long().sum(1).clamp_min(1) - 1
+        positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+        last = (attention_mask.long() * positions).argmax(1)
         return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
     raise ValueError(f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
 

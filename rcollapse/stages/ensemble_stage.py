@@ -17,6 +17,7 @@ finished, from its saved weights; phase 2 from ``checkpoints/phase2/last.ckpt``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -41,7 +42,13 @@ from rcollapse.data.preference_datamodule import PairFeatureDataModule
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
 from rcollapse.models.feature_cache import cached_pair_features
 from rcollapse.models.reward_model import RewardModel
-from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path, wants_resume
+from rcollapse.training_run import (
+    build_loggers,
+    final_metrics,
+    frozen_modules_in_eval_mode,
+    resolve_ckpt_path,
+    wants_resume,
+)
 
 
 class LossThresholdStop(Callback):
@@ -164,7 +171,8 @@ def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
     ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase2")
     if ckpt:
         print(f"resuming phase 2 from {ckpt}")
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext():
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     info.update(final_metrics(trainer.callback_metrics))
     return module, trainer, data, seeds, info
 

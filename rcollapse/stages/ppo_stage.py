@@ -40,7 +40,12 @@ from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
 from rcollapse.stages.ppo_history import PPOHistory
 from rcollapse.stages.ppo_module import PPOIterationSizes
-from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
+from rcollapse.training_run import (
+    build_loggers,
+    final_metrics,
+    frozen_modules_in_eval_mode,
+    resolve_ckpt_path,
+)
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -190,7 +195,8 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     ckpt = resolve_ckpt_path(cfg, output_dir)
     if ckpt:
         print(f"resuming from {ckpt}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    with frozen_modules_in_eval_mode():  # the frozen reference policy
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     train_metrics = final_metrics(trainer.callback_metrics)
 
     # judge the policy and the reference policy on the test prompts

@@ -55,7 +55,7 @@ class PreferenceRewardModule(L.LightningModule):
             self.reward_model.backbone.eval()  # frozen features: no dropout, as when cached
         return self
 
-    def on_train_start(self) -> None:
+    def on_fit_start(self) -> None:  # before Lightning checks the modes at the start of training
         # set, not inherited: from_pretrained gives eval mode, phase 1 leaves train mode, and
         # Lightning keeps either; a frozen backbone gives features without dropout, as when cached
         if self.freeze_backbone:

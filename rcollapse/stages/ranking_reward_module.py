@@ -68,7 +68,7 @@ class RankingRewardModule(L.LightningModule):
         self.log("rm/train/pair_acc", pair_accuracy(rewards.detach(), mask), batch_size=batch_size)
         return loss
 
-    def on_train_start(self) -> None:
+    def on_fit_start(self) -> None:  # before Lightning checks the modes at the start of training
         # set, not inherited: from_pretrained gives eval mode, which Lightning would keep
         set_dropout(self.reward_model, self.dropout)
 
