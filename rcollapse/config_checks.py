@@ -109,6 +109,13 @@ def validate_ppo(cfg: DictConfig) -> None:
     _require(isinstance(module.reward_head, int) and module.reward_head >= 0, "stage.module.reward_head",
              f"must be an integer >= 0 (a head of the ensemble), got {module.reward_head!r}")
     _require(float(module.temperature) > 0, "stage.module.temperature", f"must be > 0, got {module.temperature}")
+    controller = s.kl_controller
+    _require(float(controller.get("beta", 0)) >= 0, "stage.kl_controller.beta", f"must be >= 0, got {controller.get('beta')}")
+    if "target" in controller:
+        _require(float(controller.target) > 0, "stage.kl_controller.target", f"must be > 0, got {controller.target}")
+    if controller.get("freeze_after") is not None:
+        _require(int(controller.freeze_after) >= 0, "stage.kl_controller.freeze_after",
+                 f"must be >= 0 or null, got {controller.freeze_after}")
     from rcollapse.stages.ppo_module import PPOIterationSizes, PPOSizeError
 
     try:

@@ -50,15 +50,19 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     raise ValueError(f"stage.module.kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
 
 
-def kl_weight(variance: torch.Tensor, mode: str = "variance") -> torch.Tensor:
+def kl_weight(variance: torch.Tensor, mode: str = "variance", scale: float | torch.Tensor = 1.0) -> torch.Tensor:
     """w(x, y) per sequence: the ensemble variance σ² (Theorem 3.6's weight), its square root σ (the
-    paper's Section 5 wording), or 1 (``mode="one"``: vanilla PPO)."""
+    paper's Section 5 wording), or 1 (``mode="one"``: vanilla PPO), divided by ``scale``.
+
+    With ``scale`` the mean weight over the reference policy's rollouts, E_{π0}[w] = 1, so that β
+    means the same average penalty for any ensemble (whatever the scale of its σ²) and for the
+    vanilla arm: only how the penalty is spread over responses differs between the arms."""
     if mode == "variance":
-        return variance
+        return variance / scale
     if mode == "std":
-        return variance.clamp_min(0).sqrt()
+        return variance.clamp_min(0).sqrt() / scale
     if mode == "one":
-        return torch.ones_like(variance)
+        return torch.ones_like(variance) / scale
     raise ValueError(f"stage.module.kl_weight must be one of {KL_WEIGHTS}, got {mode!r}")
 
 
@@ -165,15 +169,36 @@ class FixedKLController:
 
 class AdaptiveKLController(FixedKLController):
     """Ziegler et al. (2019): β ← β·(1 + clip(KL/target − 1, −0.2, 0.2)·n/horizon), moving β
-    toward the value at which the policy's KL sits at ``target``."""
+    toward the value at which the policy's KL sits at ``target``.
 
-    def __init__(self, beta: float, target: float, horizon: int = 10000):
+    ``freeze_after``: after that many updates β stays where the controller brought it, so the run
+    ends with a fixed β, as the paper's arms have, calibrated to the shared KL target (KL matching:
+    give both arms the same ``target``; the report gives the achieved gap of their final KLs)."""
+
+    def __init__(self, beta: float, target: float, horizon: int = 10000, freeze_after: int | None = None):
         super().__init__(beta)
         if not target > 0:
             raise ValueError(f"stage.kl_controller.target must be > 0, got {target}")
+        if freeze_after is not None and int(freeze_after) < 0:
+            raise ValueError(f"stage.kl_controller.freeze_after must be >= 0 or null, got {freeze_after}")
         self.target, self.horizon = float(target), int(horizon)
+        self.freeze_after = None if freeze_after is None else int(freeze_after)
+        self.updates = 0
+
+    @property
+    def frozen(self) -> bool:
+        return self.freeze_after is not None and self.updates >= self.freeze_after
 
     def update(self, current_kl: float, num_steps: int) -> float:
+        if self.frozen:
+            return self.value
+        self.updates += 1
         error = min(max(current_kl / self.target - 1, -0.2), 0.2)
         self.value *= 1 + error * num_steps / self.horizon
         return self.value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value, self.updates = float(state["value"]), int(state.get("updates", 0))

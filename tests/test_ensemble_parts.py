@@ -147,6 +147,7 @@ def test_bootstrap_counts_resample_every_pair_set_per_head():
 
 def test_artifact_round_trips(tmp_path):
     tokenizer, model = _tiny_model(num_heads=3)
+    model.fit_normalisation(torch.randn(64, 32))
     save_ensemble(model, tokenizer, tmp_path / "ens", max_length=64, head_seeds=[1, 2])
     loaded = load_ensemble(tmp_path / "ens")
     prompts, responses = ["the movie", "i saw"], ["was great .", "the plot felt dull and boring ."]
@@ -184,6 +185,7 @@ def test_offline_pairs_follow_the_gold_reward_and_the_sections_hold():
 
 def test_a_response_scored_alone_and_inside_a_padded_batch_gets_the_same_score(tmp_path):
     tokenizer, model = _tiny_model(num_heads=3)
+    model.fit_normalisation(torch.randn(64, 32))
     save_ensemble(model, tokenizer, tmp_path / "ens", max_length=64, head_seeds=[1, 2])
     ensemble = load_ensemble(tmp_path / "ens")
     prompts = ["the movie", "i watched this film last night with my friends"]

@@ -133,6 +133,7 @@ def test_a_saved_ensemble_on_local_rewardbench_and_prior_sets(tmp_path, monkeypa
     tokenizer = build_tiny_tokenizer()
     model = RewardModel(build_tiny_encoder(tokenizer, hidden_size=32, num_layers=1, num_heads=2,
                                            intermediate_size=64), num_heads=3)
+    model.fit_normalisation(torch.randn(64, 32))
     save_ensemble(model, tokenizer, tmp_path / "ens", max_length=64, head_seeds=[1, 2])
     base = ["stage=ensemble", "dataset=rewardbench", f"stage.ensemble.artifact={tmp_path / 'ens'}",
             f"dataset.path={rb}", "trainer.enable_progress_bar=false"]

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from rcollapse.analysis.uncertainty_quality import FIGURES
 from rcollapse.models.ensemble_artifact import load_ensemble
 from rcollapse.pipeline import run
 from tests.conftest import compose_config
@@ -45,6 +46,16 @@ def test_ensemble_stage_writes_table_figures_metrics_and_artifact(ensemble_run):
     assert ensemble.num_heads == 4 and ensemble.meta["head_seeds"] == [1, 2, 3]
     scored = ensemble.score(["the movie"], ["was great ."])
     assert scored.scores.shape == (1, 4) and float(scored.variance[0]) > 0
+    # the heads are normalised over the training responses, and the test evaluation used those scores
+    assert ensemble.meta["version"] == 2 and ensemble.meta["normalise_heads"] is True
+    assert ensemble.meta["normalisation_responses"] == 2 * 768 == metrics["ens/phase2/normalisation_responses"]
+    assert bool(ensemble.reward_model.normalisation.fitted)
+    assert 0 < metrics["ens/phase2/head_std_min"] <= metrics["ens/phase2/head_std_max"]
+    assert min(ensemble.meta["normalisation"]["std"]) == pytest.approx(metrics["ens/phase2/head_std_min"])
+    scores = torch.load(out / "ensemble_test_scores.pt", weights_only=True)
+    variance = scores["chosen"].var(dim=1, unbiased=True)
+    median = float(torch.quantile(variance.double(), 0.5))  # numpy's median: the middle two averaged
+    assert median == pytest.approx(metrics["ens/test/var_chosen_median"], rel=1e-5)
 
 
 def test_a_resumed_run_skips_the_finished_phase_one(ensemble_run, capsys):
@@ -54,10 +65,16 @@ def test_a_resumed_run_skips_the_finished_phase_one(ensemble_run, capsys):
     assert all("backbone" not in k for k in torch.load(out / "checkpoints" / "phase2" / "last.ckpt",
                                                       weights_only=False)["state_dict"])  # frozen: left out
     before = json.loads((out / "metrics.json").read_text())
+    normalisation = json.loads((out / "ensemble" / "ensemble.json").read_text())["normalisation"]
     run(compose_config([*SMALL, f"resume={out}"], ensemble_run))
     assert "phase 1 already finished" in capsys.readouterr().out
     after = json.loads((out / "metrics.json").read_text())
     assert after["ens/test/acc_mean"] == pytest.approx(before["ens/test/acc_mean"])
+    # resumed after phase 2: the normalisation is fitted again, to the same numbers
+    assert after["ens/test/var_chosen_median"] == pytest.approx(before["ens/test/var_chosen_median"], rel=1e-5)
+    resumed = json.loads((out / "ensemble" / "ensemble.json").read_text())["normalisation"]
+    for key in ("mean", "std"):
+        assert resumed[key] == pytest.approx(normalisation[key], rel=1e-5, abs=1e-6)
 
 
 def test_a_saved_ensemble_is_evaluated_without_training(ensemble_run, tmp_path):
@@ -66,4 +83,26 @@ def test_a_saved_ensemble_is_evaluated_without_training(ensemble_run, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     reference = json.loads((ensemble_run / "run" / "metrics.json").read_text())
     assert metrics["ens/test/acc_mean"] == pytest.approx(reference["ens/test/acc_mean"])
+    # the saved normalisation is applied: the variances of the training run's own evaluation
+    assert metrics["ens/test/var_chosen_median"] == pytest.approx(reference["ens/test/var_chosen_median"], rel=1e-4)
+    for key in UQ_KEYS:  # the saved ensemble gets the same uncertainty-quality report
+        assert metrics[key] == pytest.approx(reference[key]), key
+    assert (tmp_path / "run" / "uncertainty_quality.json").exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+UQ_KEYS = ("ens/test/uq/spearman_var_abs_error", "ens/test/uq/auroc_var_wrong_pair", "ens/test/uq/ece",
+           "ens/test/uq/brier", "ens/test/uq/var_p90_p10", "ens/test/uq/head_corr_mean_offdiag",
+           "ens/test/uq/negation/spearman_var_abs_error")
+
+
+def test_the_run_reports_the_uncertainty_quality(ensemble_run):
+    out = ensemble_run / "run"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in UQ_KEYS:
+        assert key in metrics, key
+    assert -1 <= metrics["ens/test/uq/spearman_var_abs_error"] <= 1
+    assert 0 <= metrics["ens/test/uq/ece"] <= 1 and 0 <= metrics["ens/test/uq/brier"] <= 1
+    assert metrics["ens/test/uq/var_p90_p10"] >= 1
+    for name in FIGURES.values():
+        assert (out / "figures" / name).stat().st_size > 5000, name

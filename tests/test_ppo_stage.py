@@ -42,6 +42,8 @@ def test_ppo_stage_writes_every_metric_and_file(ppo_run):
     judged = [r["step"] for r in history if r["ppo/eval/judge_mean"]]
     assert judged == ["0", "3"]
     assert history[0]["ppo/eval/judge_mean_ref"] == history[3]["ppo/eval/judge_mean_ref"]
+    # the over-optimisation points: proxy and KL of the same judged responses, at the same iterations
+    assert [r["step"] for r in history if r["ppo/eval/proxy_mean"] and r["ppo/eval/kl"]] == judged
     samples = (out / "ppo_samples.csv").read_text().splitlines()
     assert samples[0] == "step,prompt,response,score,variance,weight" and len(samples) > 1
     judged = json.loads((out / "judge_scores.json").read_text())
@@ -79,7 +81,10 @@ def test_a_resumed_run_continues_from_its_last_checkpoint(ppo_run, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     import csv
 
-    kls = [float(r["ppo/train/kl"]) for r in csv.DictReader((out / "ppo_history.csv").open())]
+    rows = list(csv.DictReader((out / "ppo_history.csv").open()))
+    # the judged iterations' curve, the interrupted part's (0, and 3: its last) included
+    assert [r["step"] for r in rows if r["ppo/eval/kl"] and r["ppo/eval/proxy_mean"]] == ["0", "3", "5"]
+    kls = [float(r["ppo/train/kl"]) for r in rows]
     assert metrics["ppo/final/kl"] == pytest.approx(sum(kls) / len(kls))  # window 10 > 6 iterations
     assert metrics["ppo/train/kl"] == pytest.approx(kls[-1])
 

@@ -33,6 +33,8 @@ def _refused(overrides, tmp_path, monkeypatch):
     ("stage.module.kl_weight=var", "stage.module.kl_weight", "variance, std"),
     ("stage.module.max_new_tokens=0", "stage.module.max_new_tokens", ">= 1"),
     ("stage.module.num_minibatches=0", "stage.module.num_minibatches", ">= 1"),
+    ("stage.kl_controller.beta=-0.1", "stage.kl_controller.beta", ">= 0"),
+    ("+stage.kl_controller.freeze_after=-1", "stage.kl_controller.freeze_after", ">= 0 or null"),
 ])
 def test_a_bad_ppo_choice_fails_before_any_training_naming_key_and_choices(override, key, choices, tmp_path,
                                                                            monkeypatch):
@@ -55,11 +57,15 @@ def test_a_reward_head_the_offline_ensemble_does_not_have_is_refused_before_it_t
 def test_a_reward_head_a_saved_ensemble_does_not_have_is_refused(tmp_path, monkeypatch):
     artifact = tmp_path / "ensemble"
     artifact.mkdir()
-    (artifact / "ensemble.json").write_text('{"num_heads": 10}')
+    (artifact / "ensemble.json").write_text('{"version": 2, "num_heads": 10, "normalisation": {}}')
     message = _refused([f"stage.ensemble_path={artifact}", "stage.module.reward_head=10"], tmp_path, monkeypatch)
     assert message.startswith("stage.module.reward_head: must lie in [0, 9] (the ensemble has 10 heads)")
     message = _refused([f"stage.ensemble_path={tmp_path / 'nothing'}"], tmp_path, monkeypatch)
     assert message.startswith("stage.ensemble_path: ") and "no ensemble.json" in message
+    (artifact / "ensemble.json").write_text('{"version": 1, "num_heads": 10}')  # before the normalisation
+    message = _refused([f"stage.ensemble_path={artifact}"], tmp_path, monkeypatch)
+    assert message.startswith("stage.ensemble_path: ") and "version-1" in message
+    assert "re-run `python run.py stage=ensemble`" in message
 
 
 @pytest.mark.parametrize("stage, model, fits", [("reward", "gpt2", "model=tiny|minilm|deberta"),

@@ -123,8 +123,9 @@ def test_the_ensemble_snippet_loads_and_scores_a_saved_ensemble(tmp_path):
     from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
-    save_ensemble(RewardModel(build_tiny_encoder(tokenizer), num_heads=3), tokenizer, tmp_path / "ensemble",
-                  max_length=64, head_seeds=[1, 2])
+    model = RewardModel(build_tiny_encoder(tokenizer), num_heads=3)
+    model.fit_normalisation(torch.randn(64, model.heads.in_features))
+    save_ensemble(model, tokenizer, tmp_path / "ensemble", max_length=64, head_seeds=[1, 2])
     code = block_containing("python", "load_ensemble(")
     assert f"{RUN_PLACEHOLDER}/ensemble" in code
     namespace: dict = {}

@@ -161,3 +161,53 @@ def test_ppo_report_gives_each_arm_and_the_reference_their_spread_and_final_kl(t
     assert summary.loc["variance-aware", "final KL"] == pytest.approx(2.2)
     assert "differ by 10 %" in printed and "ppo/final/kl" in printed
     assert (tmp_path / "ppo_judge_distribution.png").stat().st_size > 5000
+
+
+def write_history(job, judged):
+    """A ppo_history.csv of 5 iterations: the judge's columns at the ``judged`` {step: (kl, proxy, gold)}
+    and empty elsewhere, the reference policy's proxy 1.0 and gold 0.5 beside them."""
+    import csv
+
+    keys = ["ppo/eval/judge_mean", "ppo/eval/judge_mean_ref", "ppo/eval/kl", "ppo/eval/proxy_mean",
+            "ppo/eval/proxy_mean_ref", "ppo/train/kl", "ppo/train/score"]
+    with (job / "ppo_history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", *keys])
+        writer.writeheader()
+        for step in range(5):
+            row = {"step": step, "ppo/train/kl": 9.0, "ppo/train/score": 9.0}  # a different sample: not used
+            if step in judged:
+                kl, proxy, gold = judged[step]
+                row.update({"ppo/eval/kl": kl, "ppo/eval/proxy_mean": proxy, "ppo/eval/judge_mean": gold,
+                            "ppo/eval/proxy_mean_ref": 1.0, "ppo/eval/judge_mean_ref": 0.5})
+            writer.writerow(row)
+
+
+def test_ppo_report_draws_each_arm_s_over_optimisation_curve_from_the_runs_histories(tmp_path, capsys):
+    make_ppo_sweep(tmp_path, {"small_vanilla": (1.8, 2.2), "small_variance_aware": (2.1, 2.3)})
+    # jobs 0, 1: vanilla (seeds 0, 1); jobs 2, 3: variance-aware; judged at iterations 0, 2 and 4 (the last)
+    write_history(tmp_path / "0", {0: (0.1, 1.2, 0.6), 2: (1.0, 2.0, 0.4), 4: (3.0, 3.0, 0.2)})
+    write_history(tmp_path / "1", {0: (0.3, 1.4, 0.6), 2: (2.0, 2.4, 0.6), 4: (5.0, 3.4, 0.0)})
+    write_history(tmp_path / "2", {0: (0.2, 1.1, 0.5), 2: (0.8, 1.5, 0.55), 4: (1.6, 1.9, 0.6)})
+    # job 3 has no history (an old run): the arm's curve is job 2's alone
+    assert main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    curves = pd.read_csv(tmp_path / "ppo_overoptimisation.csv")
+    assert list(curves.columns) == ["arm", "step", "n", "kl", "kl_std", "proxy", "proxy_std", "gold", "gold_std"]
+    vanilla = curves[curves["arm"] == "vanilla"].set_index("step")
+    assert vanilla.index.tolist() == [-1, 0, 2, 4]  # π0 first, at KL 0
+    assert vanilla.loc[-1, ["kl", "proxy", "gold"]].tolist() == pytest.approx([0.0, 1.0, 0.5])
+    assert vanilla.loc[2, ["n", "kl", "proxy", "gold"]].tolist() == pytest.approx([2, 1.5, 2.2, 0.5])
+    assert vanilla.loc[4, ["kl", "proxy", "gold"]].tolist() == pytest.approx([4.0, 3.2, 0.1])
+    assert vanilla.loc[4, "kl_std"] == pytest.approx(2 ** 0.5)  # std of 3 and 5
+    aware = curves[curves["arm"] == "variance-aware"].set_index("step")
+    assert aware["n"].tolist() == [1, 1, 1, 1] and aware.loc[4, "gold"] == pytest.approx(0.6)
+    assert "Over-optimisation by arm" in printed
+    assert (tmp_path / "ppo_overoptimisation.png").stat().st_size > 5000
+    assert f"wrote {tmp_path / 'ppo_overoptimisation.png'}" in printed
+
+
+def test_ppo_report_without_histories_draws_no_curve(tmp_path, capsys):
+    make_ppo_sweep(tmp_path, {"small_vanilla": (1.8, 2.2), "small_variance_aware": (2.1, 2.3)})
+    assert main([str(tmp_path)]) == 0
+    assert "Over-optimisation" not in capsys.readouterr().out
+    assert not (tmp_path / "ppo_overoptimisation.csv").exists()

@@ -1,6 +1,7 @@
 """The PPO study's summary (Banerjee & Gopalan, Fig. 7): per arm, the spread of the policies'
-mean judge scores, against the reference policy's, and the arms' final KLs side by side; and one
-run's training curves."""
+mean judge scores, against the reference policy's, and the arms' final KLs side by side; each
+arm's over-optimisation curve (Gao et al. 2023: proxy and gold score against KL(π‖π0) over
+training); and one run's training curves."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from rcollapse.analysis.figures import pyplot, save_figure
 JUDGE, JUDGE_REF = "ppo/test/judge_mean", "ppo/test/judge_mean_ref"
 # the final KL: its mean over a run's last iterations (ppo/final/kl), or the last iteration's
 FINAL_KL, LAST_KL = "ppo/final/kl", "ppo/train/kl"
-# the judge on a few test prompts during training
+# the over-optimisation curve, every few iterations: the policy's responses to a few test prompts
+# scored by the judge (gold) and by the optimised reward (proxy), and their KL(π‖π0); the reference
+# policy's gold and proxy (its KL is 0) beside them
 EVAL_JUDGE, EVAL_JUDGE_REF = "ppo/eval/judge_mean", "ppo/eval/judge_mean_ref"
+EVAL_PROXY, EVAL_PROXY_REF = "ppo/eval/proxy_mean", "ppo/eval/proxy_mean_ref"
+EVAL_KL = "ppo/eval/kl"
 
 
 def arm_of(run: dict) -> str:
@@ -82,17 +87,106 @@ def plot_judge_distribution(summary: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _present(value) -> bool:
+    try:
+        return value is not None and not bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+CURVE_COLUMNS = ["step", "kl", "proxy", "gold"]
+
+
+def overoptimisation_curve(history: list[dict]) -> pd.DataFrame:
+    """One run's over-optimisation curve from its history rows (``ppo_history.csv``): the reference
+    policy π0 first (``step`` −1, KL 0, its ``*_ref`` scores), then each iteration where the judge
+    ran: ``kl`` (``ppo/eval/kl``), ``proxy`` (``ppo/eval/proxy_mean``), ``gold``
+    (``ppo/eval/judge_mean``), all three from the same responses. Empty for a history without them."""
+    judged = [h for h in history if all(_present(h.get(k)) for k in (EVAL_KL, EVAL_PROXY, EVAL_JUDGE))]
+    if not judged:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    points = []
+    if _present(judged[0].get(EVAL_PROXY_REF)) and _present(judged[0].get(EVAL_JUDGE_REF)):
+        points.append({"step": -1, "kl": 0.0, "proxy": float(judged[0][EVAL_PROXY_REF]),
+                       "gold": float(judged[0][EVAL_JUDGE_REF])})
+    points += [{"step": int(h["step"]), "kl": float(h[EVAL_KL]), "proxy": float(h[EVAL_PROXY]),
+                "gold": float(h[EVAL_JUDGE])} for h in judged]
+    return pd.DataFrame(points, columns=CURVE_COLUMNS)
+
+
+def arm_curves(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Per arm (``arm_of``), the over-optimisation curve averaged over the arm's completed runs:
+    at each judged iteration (``step``; −1 is π0 at KL 0) the number of runs ``n`` and the mean
+    and standard deviation over them of the KL, the proxy and the gold. None without any run whose
+    ``ppo_history.csv`` has the curve's columns."""
+    if "run_dir" not in df.columns:
+        return None
+    done = df[df["status"] == "completed"] if "status" in df.columns else df
+    frames = []
+    for record in done.to_dict("records"):
+        path = Path(record["run_dir"]) / "ppo_history.csv"
+        if not path.exists():
+            continue
+        curve = overoptimisation_curve(pd.read_csv(path).to_dict("records"))
+        if not curve.empty:
+            frames.append(curve.assign(arm=arm_of(record)))
+    if not frames:
+        return None
+    points = pd.concat(frames, ignore_index=True)
+    table = points.groupby(["arm", "step"], sort=True).agg(
+        n=("kl", "size"), kl=("kl", "mean"), kl_std=("kl", "std"), proxy=("proxy", "mean"),
+        proxy_std=("proxy", "std"), gold=("gold", "mean"), gold_std=("gold", "std"))
+    return table.reset_index()
+
+
+def _curve_axes(ax, curves: list[tuple[str, str, pd.DataFrame]]):
+    """Proxy (solid, circles, left axis) and gold (dashed, squares, right axis) against KL, one
+    colour per curve: twin axes, because the two scores are on unrelated scales."""
+    gold_ax = ax.twinx()
+    for label, color, curve in curves:
+        ax.plot(curve["kl"], curve["proxy"], "o-", color=color, label=f"{label}: proxy")
+        # one curve alone: the gold in a second colour too; several: one colour per curve
+        gold_ax.plot(curve["kl"], curve["gold"], "s--", color=color if len(curves) > 1 else "C3",
+                     label=f"{label}: gold")
+    ax.set_xlabel("KL(π‖π0) of the judged responses (π0 at 0)")
+    ax.set_ylabel("proxy: optimised reward (solid, left axis)")
+    gold_ax.set_ylabel("gold: judge score (dashed, right axis)")
+    handles = [*ax.get_legend_handles_labels()[0], *gold_ax.get_legend_handles_labels()[0]]
+    labels = [*ax.get_legend_handles_labels()[1], *gold_ax.get_legend_handles_labels()[1]]
+    # under the axes, on the twin (drawn last) so that no line crosses it
+    gold_ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    return gold_ax
+
+
+def plot_overoptimisation(curves: pd.DataFrame, path: Path) -> Path:
+    """Each arm's over-optimisation curve (Gao et al. 2023, against KL rather than √KL): the mean
+    over the arm's runs of the proxy and of the gold score at each judged iteration, against the
+    mean KL(π‖π0) of the same responses, from π0 (KL 0) on. Twin axes, proxy left and gold right,
+    each on its own scale (not standardised): over-optimisation shows as a solid line that keeps
+    rising while the dashed line of the same colour falls."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    arms = [(f"{arm} (n={int(part['n'].max())})", f"C{i}", part.sort_values("step"))
+            for i, (arm, part) in enumerate(curves.groupby("arm", sort=True))]
+    _curve_axes(ax, arms)
+    ax.set_title("over-optimisation: mean over each arm's runs at each judged iteration", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_training(history: list[dict], path: Path, judge: dict | None = None) -> Path:
     """Score, KL, β and the judge's mean score (policy against reference, where it ran) over a PPO
-    run's iterations, with the final judge verdict in the title."""
+    run's iterations, with the final judge verdict in the title; and the over-optimisation curve
+    (proxy and gold of the same judged responses against their KL(π‖π0), on twin axes: proxy left,
+    gold right, each on its own scale)."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.3]})
     steps = [h["step"] for h in history]
     for ax, key, label in ((axes[0], "ppo/train/score", "reward-model score"), (axes[1], "ppo/train/kl", "KL(π‖π0)"),
                            (axes[2], "ppo/train/beta", "β")):
         ax.plot(steps, [h.get(key, np.nan) for h in history])
         ax.set(xlabel="PPO iteration", ylabel=label)
-    judged = [h for h in history if h.get(EVAL_JUDGE) is not None]
+    judged = [h for h in history if _present(h.get(EVAL_JUDGE))]
     if judged:
         axes[3].plot([h["step"] for h in judged], [h[EVAL_JUDGE] for h in judged], "o-", label="policy")
         axes[3].plot([h["step"] for h in judged], [h[EVAL_JUDGE_REF] for h in judged], "--", color="gray",
@@ -102,6 +196,14 @@ def plot_training(history: list[dict], path: Path, judge: dict | None = None) ->
         axes[3].text(0.5, 0.5, "judge not run during training\n(stage.judge_every_n_updates=0)",
                      ha="center", va="center", transform=axes[3].transAxes, fontsize=8)
     axes[3].set(xlabel="PPO iteration", ylabel="judge mean (eval prompts)")
+    curve = overoptimisation_curve(history)
+    if not curve.empty:
+        _curve_axes(axes[4], [("policy", "C0", curve)])
+        axes[4].set_title("over-optimisation (the same judged responses)", fontsize=8)
+    else:
+        axes[4].text(0.5, 0.5, "no over-optimisation curve\n(the judge did not run during training)",
+                     ha="center", va="center", transform=axes[4].transAxes, fontsize=8)
+        axes[4].set_axis_off()
     if judge:
         axes[0].set_title(f"judge: policy {judge['policy']:.3f}, reference {judge['reference']:.3f}", fontsize=8)
     fig.tight_layout()

@@ -10,7 +10,10 @@ word when present, else ``completed`` with metrics and ``incomplete`` without.
 Prints one row per run (the swept parameters, status, chosen + default metrics), the seeds
 grouped as mean ± std when ``seed`` varies, and the failed jobs with their errors; writes
 ``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
-from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting).
+from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting). For PPO runs, the
+arms' judge distribution (``ppo_summary.csv``, ``ppo_judge_distribution.png``) and their
+over-optimisation curves from each run's ``ppo_history.csv`` (``ppo_overoptimisation.csv``,
+``ppo_overoptimisation.png``: proxy and gold against KL(π‖π0), twin axes).
 """
 
 from __future__ import annotations
@@ -333,7 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rcollapse.analysis.collapse_plots import plot_theory_by_class
 
         print(f"wrote {plot_theory_by_class(theory_runs, out / 'theory_by_class.png')}")
-    from rcollapse.analysis.ppo_report import kl_gap, plot_judge_distribution, ppo_summary
+    from rcollapse.analysis.ppo_report import (
+        arm_curves,
+        kl_gap,
+        plot_judge_distribution,
+        plot_overoptimisation,
+        ppo_summary,
+    )
 
     summary = ppo_summary(df)
     if summary is not None:
@@ -348,4 +357,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ("" if gap is None else f"; the arms' final KLs differ by {100 * gap:.0f} %"))
         summary.to_csv(out / "ppo_summary.csv")
         print(f"wrote {plot_judge_distribution(summary, out / 'ppo_judge_distribution.png')}")
+    curves = arm_curves(df)
+    if curves is not None:
+        print("\nOver-optimisation by arm (mean over the arm's runs at each judged iteration; step -1 is the "
+              "reference policy, KL 0; proxy = the optimised reward, gold = the judge, of the same responses):")
+        print(format_table(["arm", "step", "n", "KL", "proxy", "gold"],
+                           [[str(r["arm"]), str(int(r["step"])), str(int(r["n"])), fmt(r["kl"]), fmt(r["proxy"]),
+                             fmt(r["gold"])] for r in curves.to_dict("records")]))
+        curves.to_csv(out / "ppo_overoptimisation.csv", index=False)
+        print(f"wrote {out / 'ppo_overoptimisation.csv'}")
+        print(f"wrote {plot_overoptimisation(curves, out / 'ppo_overoptimisation.png')}")
     return 0

@@ -11,7 +11,9 @@ from rcollapse.data.ranking_rows import MalformedRowError
 @dataclass(frozen=True)
 class PreferencePair:
     """``chosen`` is preferred to ``rejected`` for ``prompt``; ``section`` groups evaluation
-    pairs (e.g. RewardBench's Chat), ``subset`` is the finer source label where there is one."""
+    pairs (e.g. RewardBench's Chat), ``subset`` is the finer source label where there is one;
+    ``gold_chosen``/``gold_rejected`` are the responses' gold rewards where the source knows
+    them (the offline generator's VADER compound; None for hub data)."""
 
     pair_id: str
     prompt: str
@@ -19,6 +21,8 @@ class PreferencePair:
     rejected: str
     section: str = "all"
     subset: str = "all"
+    gold_chosen: float | None = None
+    gold_rejected: float | None = None
 
 
 def validate_preference_pair(raw: Mapping, index: int, source: str) -> PreferencePair:

@@ -54,7 +54,8 @@ class PreferenceOfflineSource:
     independently drawn sentiment, gold reward = VADER compound of each continuation. Training
     and validation labels are drawn from a Bradley–Terry model of the gold rewards,
     P(a ≻ b) = σ((g_a − g_b)/temperature); test pairs are ordered by the gold reward and split
-    into :data:`OFFLINE_SECTIONS`.
+    into :data:`OFFLINE_SECTIONS`. Every pair carries both responses' gold rewards
+    (``gold_chosen``, ``gold_rejected``) for the uncertainty-quality report.
     """
 
     def __init__(self, num_train: int = 4000, num_val: int = 256, num_test_per_section: int = 100,
@@ -78,10 +79,11 @@ class PreferenceOfflineSource:
         first = rng.random(count) < p_first
         pairs = []
         for i in range(count):
-            a, b = texts[i] if first[i] else texts[i][::-1]
+            (a, b), (ga, gb) = (texts[i], gold[i]) if first[i] else (texts[i][::-1], gold[i][::-1])
             if a == b:
                 continue
-            pairs.append(PreferencePair(f"offline-{split}-{i}", prompts[i], a, b, section="all", subset="all"))
+            pairs.append(PreferencePair(f"offline-{split}-{i}", prompts[i], a, b, section="all", subset="all",
+                                        gold_chosen=float(ga), gold_rejected=float(gb)))
         return pairs
 
     def _section(self, rng, section: str) -> list[PreferencePair]:
@@ -104,8 +106,10 @@ class PreferenceOfflineSource:
             for i in np.flatnonzero(keep):
                 if len(pairs) == self.num_test_per_section:
                     break
-                a, b = texts[i] if gold[i, 0] > gold[i, 1] else texts[i][::-1]
-                pairs.append(PreferencePair(f"offline-{section}-{len(pairs)}", prompts[i], a, b, section, section))
+                first = gold[i, 0] > gold[i, 1]
+                (a, b), (ga, gb) = (texts[i], gold[i]) if first else (texts[i][::-1], gold[i][::-1])
+                pairs.append(PreferencePair(f"offline-{section}-{len(pairs)}", prompts[i], a, b, section, section,
+                                            gold_chosen=float(ga), gold_rejected=float(gb)))
         return pairs
 
     def load(self) -> dict[str, list[PreferencePair]]:

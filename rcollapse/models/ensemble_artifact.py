@@ -2,8 +2,15 @@
 
 A directory with ``backbone/`` (``save_pretrained``), ``tokenizer/``, ``heads.pt`` (the k linear
 heads) and ``ensemble.json`` (number of heads, their initialisation seeds, pooling, maximum
-length). :func:`load_ensemble` gives a :class:`RewardEnsemble` whose :meth:`~RewardEnsemble.score`
-returns every head's reward and their mean and sample variance for (prompt, response) texts.
+length, and ``normalisation``: each head's ``mean`` and ``std`` over the training responses).
+:func:`load_ensemble` gives a :class:`RewardEnsemble` whose :meth:`~RewardEnsemble.score`
+returns every head's normalised reward ``(s_k − mean_k) / std_k`` and their mean and sample
+variance for (prompt, response) texts.
+
+Version 2 added the normalisation. A version-1 artifact is refused (:class:`OutdatedArtifactError`):
+its heads' rewards carry untrained offsets, so their variance measures the offsets more than
+disagreement about the input, and the normalisation cannot be recovered without the training
+data; ``python run.py stage=ensemble`` writes a new one.
 """
 
 from __future__ import annotations
@@ -16,25 +23,61 @@ import torch
 from rcollapse.data.preference_collator import PreferenceCollator
 from rcollapse.models.reward_model import RewardModel, RewardOutput
 
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
+
+
+class OutdatedArtifactError(ValueError):
+    """A reward-ensemble artifact this code cannot score with: written before (or after) the format."""
 
 
 def save_ensemble(reward_model: RewardModel, tokenizer, path: str | Path, max_length: int,
                   head_seeds: list[int], extra: dict | None = None) -> Path:
+    """Write the artifact. The model's head normalisation must be fitted
+    (:meth:`~rcollapse.models.reward_model.RewardModel.fit_normalisation`): it is saved with the heads."""
+    norm = reward_model.normalisation
+    if not bool(norm.fitted):
+        raise ValueError("save_ensemble: the reward model's head normalisation is not fitted; call "
+                         "reward_model.fit_normalisation(<pooled features of the training responses>) first "
+                         "(stage=ensemble does so at the end of phase 2)")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     reward_model.backbone.save_pretrained(str(path / "backbone"))
     tokenizer.save_pretrained(str(path / "tokenizer"))
     torch.save(reward_model.heads.state_dict(), path / "heads.pt")
     meta = {"version": ARTIFACT_VERSION, "num_heads": reward_model.num_heads, "pooling": reward_model.pooling,
-            "max_length": int(max_length), "head_seeds": [int(s) for s in head_seeds], **(extra or {})}
+            "max_length": int(max_length), "head_seeds": [int(s) for s in head_seeds],
+            "normalisation": {"mean": norm.mean.float().cpu().tolist(), "std": norm.std.float().cpu().tolist()},
+            **(extra or {})}
     (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
     return path
 
 
+def read_ensemble_meta(path: str | Path) -> dict:
+    """``ensemble.json`` of the artifact at ``path``, checked: it exists, and its version is this
+    code's (:data:`ARTIFACT_VERSION`), with the heads' normalisation."""
+    path = Path(path)
+    meta_file = path / "ensemble.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"{path} is not a reward-ensemble artifact (no ensemble.json); "
+                                "`python run.py stage=ensemble` writes one in its run dir under ensemble/")
+    meta = json.loads(meta_file.read_text())
+    version = int(meta.get("version", 1))
+    if version > ARTIFACT_VERSION:
+        raise OutdatedArtifactError(f"{path} is a version-{version} reward-ensemble artifact, newer than this "
+                                    f"code reads (version {ARTIFACT_VERSION}): update rcollapse")
+    if version < ARTIFACT_VERSION or "normalisation" not in meta:
+        raise OutdatedArtifactError(
+            f"{path} is a version-{version} reward-ensemble artifact, without the per-head normalisation "
+            f"(version {ARTIFACT_VERSION}): its heads' rewards carry arbitrary offsets that the pairwise loss "
+            "never trains, so their variance would measure those offsets rather than disagreement about the "
+            "input. Make a new one: re-run `python run.py stage=ensemble` with the same options (it writes "
+            "<run dir>/ensemble/); stage=ppo retrains its cached offline ensemble by itself.")
+    return meta
+
+
 class RewardEnsemble:
     """A loaded ensemble: ``score(prompts, responses)`` → :class:`RewardOutput` (scores [N, k],
-    mean [N], variance [N] over heads)."""
+    every head's normalised reward; mean [N], variance [N] over heads)."""
 
     def __init__(self, reward_model: RewardModel, tokenizer, max_length: int, meta: dict):
         self.reward_model = reward_model.eval()
@@ -65,11 +108,7 @@ def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> Rewar
     from transformers import AutoModel, AutoTokenizer
 
     path = Path(path)
-    meta_file = path / "ensemble.json"
-    if not meta_file.exists():
-        raise FileNotFoundError(f"{path} is not a reward-ensemble artifact (no ensemble.json); "
-                                "`python run.py stage=ensemble` writes one in its run dir under ensemble/")
-    meta = json.loads(meta_file.read_text())
+    meta = read_ensemble_meta(path)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -81,4 +120,5 @@ def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> Rewar
     tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
     model = RewardModel(backbone, num_heads=int(meta["num_heads"]), pooling=meta["pooling"])
     model.heads.load_state_dict(torch.load(path / "heads.pt", map_location="cpu", weights_only=True))
+    model.normalisation.set(torch.tensor(meta["normalisation"]["mean"]), torch.tensor(meta["normalisation"]["std"]))
     return RewardEnsemble(model, tokenizer, int(meta["max_length"]), meta).to(device)

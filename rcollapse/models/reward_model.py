@@ -2,6 +2,13 @@
 
 ``k = 1`` is the ordinary reward model of the ranking stage; the ensemble stage uses
 ``k > 1`` heads on one backbone, so that one forward gives every head's reward.
+
+Every head's output passes through a :class:`HeadNormalisation` (``z_k = (s_k − mean_k) / std_k``):
+the identity until it is fitted. The pairwise (Bradley–Terry) loss sees only reward differences,
+so a head's offset, and the scale it happens to reach, carry no information; the ensemble stage
+fits the normalisation after training (each head's mean and std over the training responses),
+so that the heads' mean and variance compare rewards on one scale. It lives in the model (as
+buffers), so every path that scores with the model, and the saved ensemble, applies it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,59 @@ def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooli
     raise ValueError(f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
+class HeadNormalisation(nn.Module):
+    """Per-head affine map ``z = (s − mean) / std`` of the heads' scores [S, k]; the identity
+    (mean 0, std 1, ``fitted`` false) until :meth:`fit` or :meth:`set` is called."""
+
+    def __init__(self, num_heads: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_heads))
+        self.register_buffer("std", torch.ones(num_heads))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        return (scores - self.mean.to(scores.dtype)) / self.std.to(scores.dtype)
+
+    @torch.no_grad()
+    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != self.mean.shape or std.shape != self.std.shape:
+            raise ValueError(f"head normalisation: expected mean and std of shape {tuple(self.mean.shape)}, "
+                             f"got {tuple(mean.shape)} and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"head normalisation: every std must be finite and > 0 (a head that gives every "
+                             f"response the same reward cannot be normalised), got mean {mean.tolist()}, "
+                             f"std {std.tolist()}")
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+        self.fitted.fill_(True)
+
+    def fit(self, raw_scores: torch.Tensor) -> None:
+        """Each head's mean and (population) std over ``raw_scores`` [N, k], un-normalised outputs."""
+        raw_scores = raw_scores.detach().double()
+        self.set(raw_scores.mean(0), raw_scores.std(0, correction=0))
+
+    def reset(self) -> None:
+        """Back to the identity (not fitted)."""
+        with torch.no_grad():
+            self.mean.zero_()
+            self.std.fill_(1.0)
+            self.fitted.fill_(False)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # checkpoints written before the normalisation existed hold none: they load as the identity
+        absent = [name for name in ("mean", "std", "fitted") if prefix + name not in state_dict]
+        if len(absent) == 3:
+            self.reset()
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.mean.numel()}, fitted={bool(self.fitted)}"
+
+
 class RewardModel(nn.Module):
     """``f_θ(x, y)``: backbone → pooled features → ``num_heads`` linear heads."""
 
@@ -53,6 +113,7 @@ class RewardModel(nn.Module):
         if head_init_std is not None:
             nn.init.normal_(self.heads.weight, std=head_init_std)
             nn.init.zeros_(self.heads.bias)
+        self.normalisation = HeadNormalisation(num_heads)
 
     @property
     def num_heads(self) -> int:
@@ -66,7 +127,23 @@ class RewardModel(nn.Module):
         hidden = self.backbone(**kwargs).last_hidden_state
         return pool_hidden_states(hidden, attention_mask, self.pooling)
 
+    def raw_head_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """[S, k] the heads' outputs on pooled features, before the normalisation."""
+        return self.heads(features).float()
+
+    def head_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """[S, k] the heads' rewards on pooled features: normalised (once fitted)."""
+        return self.normalisation(self.raw_head_scores(features))
+
+    @torch.no_grad()
+    def fit_normalisation(self, features: torch.Tensor, batch_size: int = 4096) -> None:
+        """Fit :attr:`normalisation` to the heads' raw outputs on pooled ``features`` [N, H]
+        (e.g. every chosen and rejected response of the training pairs)."""
+        device = self.heads.weight.device
+        self.normalisation.fit(torch.cat([self.raw_head_scores(features[i:i + batch_size].to(device))
+                                          for i in range(0, features.size(0), batch_size)]))
+
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> RewardOutput:
-        scores = self.heads(self.features(input_ids, attention_mask, token_type_ids)).float()
+        scores = self.head_scores(self.features(input_ids, attention_mask, token_type_ids))
         variance = scores.var(dim=1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
         return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)

@@ -6,13 +6,17 @@ step budget ``stage.max_steps`` runs out. Phase 2 adds ``num_heads − 1`` heads
 initialised from recorded seeds, freezes the backbone and trains all heads with the summed loss:
 on pooled features computed once and cached on disk (``cache_features: true``), or through the
 frozen backbone on every step (``false``); ``freeze_backbone: false`` trains the backbone too.
+After phase 2 each head's reward is normalised (``normalise_heads: true``): its mean and std over
+the training responses (chosen and rejected) are fitted into the model, so that every later
+score is ``(s_k − mean_k) / std_k`` (the pairwise loss leaves a head's offset and scale arbitrary).
 Then every head scores the evaluation pairs: the accuracy table per section (Table 1), the
 variance histograms (Fig. 6), ``metrics.json`` keys ``ens/test/*``, and the saved ensemble
 (``ensemble/``) that the PPO stage loads. ``stage.ensemble.artifact=DIR`` skips training and
 evaluates a saved ensemble (e.g. on ``dataset=rewardbench``).
 
 Resume (``resume=true``): phase 1 continues from ``checkpoints/phase1/last.ckpt`` or, once
-finished, from its saved weights; phase 2 from ``checkpoints/phase2/last.ckpt``.
+finished, from its saved weights; phase 2 from ``checkpoints/phase2/last.ckpt``; the normalisation
+is fitted again after phase 2 either way (it is never in a phase-2 checkpoint's training).
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from rcollapse.analysis.ensemble_report import (
     variance_by_section,
     write_accuracy_table,
 )
+from rcollapse.analysis.uncertainty_quality import uncertainty_report
 from rcollapse.config_checks import dropout_enabled
 from rcollapse.data.preference_datamodule import PairFeatureDataModule
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
-from rcollapse.models.feature_cache import cached_pair_features
+from rcollapse.models.feature_cache import cached_pair_features, pair_features
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.training_run import (
     build_loggers,
@@ -153,6 +158,32 @@ def phase2_data(cfg, reward_model, tokenizer, datamodule, cache: bool):
                                  shuffle_seed=cfg.seed), {"ens/phase2/features_from_cache": float(all(hits.values()))}
 
 
+@torch.no_grad()
+def fit_head_normalisation(reward_model: RewardModel, data, datamodule, normalise: bool = True) -> dict[str, float]:
+    """Fit ``reward_model.normalisation`` to every training response (chosen and rejected of the
+    training pairs): the cached pooled features of phase 2 (``data`` a :class:`PairFeatureDataModule`),
+    or the backbone's features of the token batches. ``normalise=False`` sets the identity. Returns
+    ``ens/phase2/*`` summaries of the raw heads: the range of their std and the variance over heads
+    of their means (the offsets the normalisation removes)."""
+    if isinstance(data, PairFeatureDataModule):
+        chosen, rejected = data.features["train"]
+    else:
+        chosen, rejected = pair_features(reward_model, datamodule.loader("train"), desc="backbone features (train)")
+    features = torch.cat([chosen, rejected])
+    reward_model.normalisation.reset()
+    reward_model.fit_normalisation(features)
+    mean, std = reward_model.normalisation.mean.clone(), reward_model.normalisation.std.clone()
+    if not normalise:
+        reward_model.normalisation.set(torch.zeros_like(mean), torch.ones_like(std))
+    summary = {"ens/phase2/normalised": float(normalise), "ens/phase2/normalisation_responses": float(features.size(0)),
+               "ens/phase2/head_std_min": float(std.min()), "ens/phase2/head_std_max": float(std.max()),
+               "ens/phase2/head_mean_var": float(mean.var()) if mean.numel() > 1 else 0.0}
+    print(f"head normalisation ({'applied' if normalise else 'off: identity'}) over {features.size(0)} training "
+          f"responses: std {summary['ens/phase2/head_std_min']:.4g}..{summary['ens/phase2/head_std_max']:.4g}, "
+          f"variance of the heads' means {summary['ens/phase2/head_mean_var']:.4g}")
+    return summary
+
+
 def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
     e = cfg.stage.ensemble
     seeds = head_init_seeds(e.head_init_seed, int(e.num_heads))
@@ -174,6 +205,7 @@ def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
     with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext():
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     info.update(final_metrics(trainer.callback_metrics))
+    info.update(fit_head_normalisation(ensemble, data, datamodule, normalise=bool(e.get("normalise_heads", True))))
     return module, trainer, data, seeds, info
 
 
@@ -186,6 +218,12 @@ def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) ->
     table = accuracy_table(scores["chosen"], scores["rejected"], sections, subsets)
     variances = variance_by_section(scores["chosen"], scores["rejected"], sections)
     metrics = ensemble_metrics(table, variances)
+    # σ²'s quality (ens/test/uq/*); the calibration on the heads' trained scale (normalisation's std)
+    scale = getattr(getattr(module.reward_model, "normalisation", None), "std", None)
+    uq, uq_figures = uncertainty_report(scores["chosen"], scores["rejected"], [pairs[i] for i in scores["index"].tolist()],
+                                        output_dir if trainer.is_global_zero else None, title,
+                                        head_scale=None if scale is None else scale.detach().cpu().numpy())
+    metrics.update(uq)
     if trainer.is_global_zero:
         write_accuracy_table(table, output_dir / "ensemble_accuracy.csv", output_dir / "ensemble_accuracy.md",
                              notes=accuracy_notes(subsets))
@@ -196,6 +234,8 @@ def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) ->
         logger.log_metrics(metrics, step=trainer.global_step)
         if hasattr(logger, "log_image"):
             logger.log_image("ens/test/variance_histograms", [str(output_dir / "figures" / "ensemble_variance.png")])
+            for key, path in uq_figures.items():
+                logger.log_image(key, [str(path)])
     return metrics
 
 
@@ -218,7 +258,9 @@ def run_ensemble_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     if trainer.is_global_zero:
         save_ensemble(module.reward_model, tokenizer, output_dir / "ensemble", int(cfg.dataset.datamodule.max_length),
                       seeds, extra={"model": cfg.model.get("name_or_path", cfg.model.backbone._target_),
-                                    "bootstrap": bool(e.bootstrap), "bootstrap_seed": int(e.bootstrap_seed)})
+                                    "bootstrap": bool(e.bootstrap), "bootstrap_seed": int(e.bootstrap_seed),
+                                    "normalise_heads": bool(info["ens/phase2/normalised"]),
+                                    "normalisation_responses": int(info["ens/phase2/normalisation_responses"])})
     result = {**summary, **info, **metrics, "ens/num_heads": float(e.num_heads)}
     print(f"ensemble: accuracy of the mean {metrics['ens/test/acc_mean']:.3f}, median variance of the chosen reward "
           f"{metrics['ens/test/var_chosen_median']:.4g}; artifact {output_dir / 'ensemble'}")

@@ -1,5 +1,9 @@
-"""A PPO run's history: every iteration's ``ppo/train/*`` metrics, and the judge's verdict on the
-policy every few iterations (``ppo/eval/judge_mean``, beside the reference policy's).
+"""A PPO run's history: every iteration's ``ppo/train/*`` metrics, and every few iterations the
+over-optimisation point of the policy (Gao et al. 2023, *Scaling laws for reward model
+over-optimization*): the responses it samples for a fixed set of judge prompts, scored by the
+judge (the gold, ``ppo/eval/judge_mean``) and by the reward PPO optimises (the proxy,
+``ppo/eval/proxy_mean``), with their KL from the reference policy (``ppo/eval/kl``); the
+reference policy's own gold and proxy beside them (``*_ref``, its KL is 0).
 
 The history is callback state, so it is saved in every checkpoint and a resumed run's history
 (``ppo_history.csv``, ``figures/ppo_training.png``) covers the whole run, the interrupted part
@@ -9,62 +13,115 @@ included, once.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-from rcollapse.analysis.ppo_report import EVAL_JUDGE, EVAL_JUDGE_REF
+from rcollapse.analysis.ppo_report import (
+    EVAL_JUDGE,
+    EVAL_JUDGE_REF,
+    EVAL_KL,
+    EVAL_PROXY,
+    EVAL_PROXY_REF,
+)
+from rcollapse.ppo_objective import combine_heads, kl_per_token
+
+
+def sequence_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """KL(π‖π0) of each sampled response [B]: the sum over its real tokens of the k1 log-ratio
+    ``log π(y_t|·) − log π0(y_t|·)`` (an unbiased estimate of the sequence-level KL; its mean over
+    the prompts is ``ppo/eval/kl``)."""
+    return (kl_per_token(logprobs, ref_logprobs, "k1") * response_mask.to(logprobs.dtype)).sum(1)
+
+
+@dataclass
+class JudgedResponses:
+    """One policy's responses to the judge prompts, with their gold, proxy and KL per prompt."""
+
+    texts: list[str]
+    gold: np.ndarray
+    proxy: np.ndarray
+    kl: np.ndarray
 
 
 class PPOHistory(L.Callback):
-    """Records each PPO iteration's metrics; with a ``judge``, also scores the policy's responses
-    to ``judge_prompts`` every ``judge_every_n_updates`` iterations (and at the last one).
+    """Records each PPO iteration's metrics; with a ``judge``, also samples the policy's responses
+    to ``judge_prompts`` every ``judge_every_n_updates`` iterations (and at the last one) and scores
+    these same responses with the judge (gold) and with the ensemble's optimised reward (proxy:
+    ``stage.module.reward_combination`` of the heads, as PPO optimises it), and measures their
+    KL(π‖π0). The reference policy's responses are judged once, at the start.
 
     The judge's sampling runs under a forked RNG seeded with ``judge_seed``: it neither moves the
     training's random stream nor changes its own sampling noise from one evaluation to the next.
     """
 
     def __init__(self, judge=None, judge_prompts: list[str] | None = None, judge_every_n_updates: int = 0,
-                 num_updates: int | None = None, judge_seed: int = 0):
+                 num_updates: int | None = None, judge_seed: int = 0, batch_size: int = 64):
         self.rows: list[dict] = []
         self.judge, self.judge_prompts = judge, list(judge_prompts or [])
         self.judge_every, self.num_updates, self.judge_seed = int(judge_every_n_updates), num_updates, int(judge_seed)
+        self.batch_size = int(batch_size)
         self.reference_judge: float | None = None
+        self.reference_proxy: float | None = None
 
     @property
     def judging(self) -> bool:
         return self.judge is not None and self.judge_every > 0 and bool(self.judge_prompts)
 
-    def judge_mean(self, pl_module, lm) -> float:
+    @torch.no_grad()
+    def judged_responses(self, pl_module, lm) -> JudgedResponses:
+        """``lm``'s (the policy's or the reference's) responses to the judge prompts, sampled as the
+        training's rollouts are, each scored by the judge and the proxy, with its KL from π0."""
+        h = pl_module.hparams
         devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        texts, kls = [], []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.judge_seed)
-            texts = pl_module.generate_texts(lm, self.judge_prompts)
-        return float(np.mean(self.judge.score(self.judge_prompts, texts)))
+            for start in range(0, len(self.judge_prompts), self.batch_size):
+                rollout = pl_module.rollout(self.judge_prompts[start:start + self.batch_size], lm=lm)
+                texts += pl_module.decode_responses(rollout)
+                seq, attn, mask, p = (rollout[k] for k in ("sequences", "attention_mask", "response_mask",
+                                                            "prompt_length"))
+                if lm is pl_module.reference:  # π0 against itself
+                    kls.append(torch.zeros(seq.size(0)))
+                    continue
+                logprobs = pl_module.policy_pass(seq, attn, p)[0]
+                kls.append(sequence_kl(logprobs, pl_module.reference_logprobs(seq, attn, p), mask).cpu())
+        # the proxy straight from the scorer: the module's score() may also fit state (a KL-weight scale)
+        out = pl_module.scorer(self.judge_prompts, texts)
+        proxy = combine_heads(out.scores, h.reward_combination, h.reward_head, h.reward_penalty)
+        return JudgedResponses(texts, np.asarray(self.judge.score(self.judge_prompts, texts), dtype=float),
+                               proxy.detach().float().cpu().numpy(), torch.cat(kls).double().numpy())
 
     def on_train_start(self, trainer, pl_module):
-        if self.judging and self.reference_judge is None:
-            self.reference_judge = self.judge_mean(pl_module, pl_module.reference)
+        if self.judging and (self.reference_judge is None or self.reference_proxy is None):
+            reference = self.judged_responses(pl_module, pl_module.reference)
+            self.reference_judge, self.reference_proxy = float(reference.gold.mean()), float(reference.proxy.mean())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         row = {"step": len(self.rows),
                **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("ppo/train/")}}
         last = self.num_updates is not None and row["step"] + 1 >= self.num_updates
         if self.judging and (row["step"] % self.judge_every == 0 or last):
-            row[EVAL_JUDGE] = self.judge_mean(pl_module, pl_module.policy.lm)
-            row[EVAL_JUDGE_REF] = self.reference_judge
-            pl_module.log_dict({EVAL_JUDGE: row[EVAL_JUDGE], EVAL_JUDGE_REF: row[EVAL_JUDGE_REF]},
-                               on_step=True, on_epoch=False)
+            judged = self.judged_responses(pl_module, pl_module.policy.lm)
+            evaluation = {EVAL_JUDGE: float(judged.gold.mean()), EVAL_PROXY: float(judged.proxy.mean()),
+                          EVAL_KL: float(judged.kl.mean()),
+                          EVAL_JUDGE_REF: self.reference_judge, EVAL_PROXY_REF: self.reference_proxy}
+            row.update(evaluation)
+            pl_module.log_dict(evaluation, on_step=True, on_epoch=False)
         self.rows.append(row)
 
     def state_dict(self) -> dict:
-        return {"rows": list(self.rows), "reference_judge": self.reference_judge}
+        return {"rows": list(self.rows), "reference_judge": self.reference_judge,
+                "reference_proxy": self.reference_proxy}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict.get("rows", []))
         self.reference_judge = state_dict.get("reference_judge")
+        self.reference_proxy = state_dict.get("reference_proxy")
 
     def final_means(self, window: int) -> dict[str, float]:
         """``ppo/final/<name>``: the mean of ``ppo/train/<name>`` over the last ``window``
@@ -76,7 +133,7 @@ class PPOHistory(L.Callback):
         return {k.replace("ppo/train/", "ppo/final/"): float(np.mean([r[k] for r in last if k in r])) for k in keys}
 
     def write_csv(self, path: Path) -> None:
-        """One row per iteration; the judge's columns are empty where it did not run."""
+        """One row per iteration; the judge's columns (``ppo/eval/*``) are empty where it did not run."""
         keys = sorted({k for r in self.rows for k in r if k != "step"})
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["step", *keys])

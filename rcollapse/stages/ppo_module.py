@@ -77,7 +77,8 @@ class PPOIterationSizes:
 
 class VarianceKLPPOModule(L.LightningModule):
     def __init__(self, policy, reference, tokenizer, scorer, optimizer, kl_controller, batch_size: int,
-                 variance_weighted: bool = True, kl_weight: str = "variance", kl_estimator: str = "k1",
+                 variance_weighted: bool = True, kl_weight: str = "variance", normalise_kl_weight: bool = False,
+                 kl_estimator: str = "k1",
                  reward_combination: str = "head", reward_head: int = 0, reward_penalty: float = 1.0,
                  ppo_epochs: int = 4, num_minibatches: int = 4, clip_range: float = 0.2,
                  clip_range_value: float = 0.2, vf_coef: float = 0.1, gamma: float = 1.0, lam: float = 0.95,
@@ -93,20 +94,26 @@ class VarianceKLPPOModule(L.LightningModule):
         self.policy, self.reference, self.tokenizer = policy, reference, tokenizer
         self.scorer, self.optimizer_factory, self.kl_controller = scorer, optimizer, kl_controller
         self.samples: list[dict] = []  # sample prompts/responses/scores/weights at intervals
+        # normalise_kl_weight: the mean KL weight over the reference policy's rollouts (the first
+        # iteration's, drawn before any update: π = π0), so that E_π0[w] = 1; checkpointed
+        self.register_buffer("kl_weight_scale", torch.tensor(float("nan")), persistent=True)
 
     # ---- 1. rollout ----------------------------------------------------------------------------
     @torch.no_grad()
-    def rollout(self, prompts: list[str]) -> dict:
+    def rollout(self, prompts: list[str], lm=None) -> dict:
+        """Responses of ``lm`` (default: the policy's; the judged evaluations also sample π0)."""
         h = self.hparams
+        lm = self.policy.lm if lm is None else lm
         enc = self.encode_prompts(prompts)
-        self.policy.lm.eval()
+        was_training = lm.training
+        lm.eval()
         # plain sampling from π, EOS allowed at once: forcing tokens (min_new_tokens) would draw the
         # responses from another distribution than the log-probs and the KL estimate assume
-        sequences = self.policy.lm.generate(
+        sequences = lm.generate(
             **enc, do_sample=True, max_new_tokens=h.max_new_tokens, temperature=h.temperature,
             top_k=h.top_k, top_p=h.top_p, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id, use_cache=True)
-        self.policy.lm.train()
+        lm.train(was_training)
         prompt_length = enc["input_ids"].size(1)
         responses = sequences[:, prompt_length:]
         # real response tokens: up to and including the first EOS; what follows is padding
@@ -137,7 +144,13 @@ class VarianceKLPPOModule(L.LightningModule):
         out = self.scorer(prompts, responses)
         scores = combine_heads(out.scores.to(self.device), h.reward_combination, h.reward_head, h.reward_penalty)
         variance = out.variance.to(self.device)
-        weights = kl_weight(variance, h.kl_weight if h.variance_weighted else "one")
+        mode = h.kl_weight if h.variance_weighted else "one"
+        if h.normalise_kl_weight and torch.isnan(self.kl_weight_scale):
+            if self.global_step > 0:
+                raise RuntimeError("normalise_kl_weight: no reference scale after the first iteration "
+                                   "(a checkpoint from a run without stage.module.normalise_kl_weight?)")
+            self.kl_weight_scale.fill_(float(kl_weight(variance, mode).mean().clamp_min(1e-12)))
+        weights = kl_weight(variance, mode, self.kl_weight_scale if h.normalise_kl_weight else 1.0)
         return scores, variance, weights
 
     # ---- forward passes ------------------------------------------------------------------------
@@ -210,6 +223,7 @@ class VarianceKLPPOModule(L.LightningModule):
             "ppo/train/kl": mean_kl,
             "ppo/train/weighted_kl": float((weights * kl_per_sequence).mean()),
             "ppo/train/beta": beta,
+            "ppo/train/kl_weight_scale": float(self.kl_weight_scale) if self.hparams.normalise_kl_weight else 1.0,
             "ppo/train/variance": float(variance.mean()),
             "ppo/train/response_length": float(mask.sum(1).float().mean()),
             "ppo/train/explained_var": explained_variance(old_values, returns, mask),

@@ -6,9 +6,11 @@ Builds the policy (and a frozen reference copy), the prompts, the reward ensembl
 policy's and the reference policy's responses to the test prompts. Writes ``metrics.json``
 (``ppo/train/*`` of the last iteration, ``ppo/final/*`` their means over the last
 ``stage.final_window`` iterations, ``ppo/test/judge_mean`` and ``ppo/test/judge_mean_ref``),
-``ppo_history.csv`` (every iteration's metrics), ``ppo_samples.csv`` (prompts, responses, scores,
-weights at intervals), ``figures/ppo_training.png`` (score, KL and β over training) and
-``judge_scores.json``. ``resume=true`` continues from ``checkpoints/last.ckpt`` (policy, value
+``ppo_history.csv`` (every iteration's metrics; every ``stage.judge_every_n_updates`` iterations the
+over-optimisation point ``ppo/eval/{proxy_mean,judge_mean,kl}``: proxy and gold scores of the same
+responses and their KL from π0), ``ppo_samples.csv`` (prompts, responses, scores, weights at
+intervals), ``figures/ppo_training.png`` (score, KL and β over training, and proxy and gold against
+KL) and ``judge_scores.json``. ``resume=true`` continues from ``checkpoints/last.ckpt`` (policy, value
 head, optimiser, KL controller, RNG, history and samples).
 """
 
@@ -35,7 +37,11 @@ from omegaconf import DictConfig, OmegaConf
 from rcollapse.analysis.ppo_report import plot_training
 from rcollapse.config_checks import ConfigError
 from rcollapse.config_resolvers import config_choice
-from rcollapse.models.ensemble_artifact import load_ensemble
+from rcollapse.models.ensemble_artifact import (
+    OutdatedArtifactError,
+    load_ensemble,
+    read_ensemble_meta,
+)
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
 from rcollapse.stages.ppo_history import PPOHistory
@@ -50,7 +56,7 @@ from rcollapse.training_run import (
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 # bump when the ensemble stage's code changes what an offline ensemble is (a new key: retrained)
-OFFLINE_ENSEMBLE_FORMAT = 2
+OFFLINE_ENSEMBLE_FORMAT = 3  # 3: heads normalised over the training responses (artifact version 2)
 
 
 @dataclass(frozen=True)
@@ -107,11 +113,14 @@ def ensemble_source(cfg: DictConfig) -> EnsembleSource:
     s = cfg.stage
     if s.ensemble_path:
         path = Path(str(s.ensemble_path)).expanduser()
-        meta = path / "ensemble.json"
-        if not meta.exists():
+        if not (path / "ensemble.json").exists():
             raise ConfigError(f"stage.ensemble_path: {path} is not a reward-ensemble artifact (no ensemble.json); "
                               "`python run.py stage=ensemble ...` writes one in its run dir, under ensemble/")
-        source = EnsembleSource(int(json.loads(meta.read_text())["num_heads"]), path=path)
+        try:
+            meta = read_ensemble_meta(path)
+        except OutdatedArtifactError as error:
+            raise ConfigError(f"stage.ensemble_path: {error}") from error
+        source = EnsembleSource(int(meta["num_heads"]), path=path)
     elif not cfg.model.get("offline_policy", False):
         raise ConfigError(
             f"stage.ensemble_path: null, and {model_choice(cfg)} is not the offline policy: the offline "

@@ -64,15 +64,16 @@ class PreferenceRewardModule(L.LightningModule):
             set_dropout(self.reward_model, self.dropout)
 
     def scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(chosen [B, k], rejected [B, k]) rewards of every head."""
+        """(chosen [B, k], rejected [B, k]) rewards of every head, through the model's head
+        normalisation (the identity while phase 2 trains; fitted after it)."""
         if "features" in batch:
-            scores = self.reward_model.heads(batch["features"]).float()
+            scores = self.reward_model.head_scores(batch["features"])
         else:
             inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
             if self.freeze_backbone:
                 with torch.no_grad():
                     features = self.reward_model.features(**inputs)
-                scores = self.reward_model.heads(features).float()
+                scores = self.reward_model.head_scores(features)
             else:
                 scores = self.reward_model(**inputs).scores
         half = scores.size(0) // 2

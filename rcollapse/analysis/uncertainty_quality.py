@@ -1,0 +1,468 @@
+"""Does the ensemble's uncertainty know where its reward is wrong? (issue 15, item 3)
+
+Pure functions on arrays (numpy/scipy; no Lightning, no stage), and the report the ensemble
+stage writes from the per-pair scores of every head (``module.test_scores``: chosen and
+rejected ``[N, k]``):
+
+- :func:`spearman`: rank correlation (average ranks for ties), e.g. between σ² and the ensemble
+  mean's absolute error against a gold reward.
+- :func:`auroc`: the probability that a random positive scores above a random negative (ties
+  count ½), e.g. how well σ² picks out wrongly ordered pairs.
+- :func:`calibration_curve`, :func:`expected_calibration_error`, :func:`brier_score` and
+  :func:`pair_calibration`: calibration of P(chosen ≻ rejected) = sigmoid(mean_c − mean_r).
+- :func:`percentile_ratio`: the spread of σ² across inputs (90th over 10th percentile).
+- :func:`head_correlation`, :func:`mean_off_diagonal`: how alike the heads are.
+- :func:`standardised_abs_error`: |mean − gold| with both put on one scale (z-scores).
+- :func:`uncertainty_quality`: every number above for a set of test pairs (overall and per
+  section); :func:`uncertainty_report`: those numbers as ``ens/test/uq/*`` metrics, the figures
+  (reliability diagram, σ² against the error / by correct and wrong pair, the heads' correlation
+  heatmap) and ``uncertainty_quality.json`` (curve, correlation matrix).
+- :func:`ppo_samples_quality`: the spread and Spearman of a PPO run's ``ppo_samples.csv``
+  (σ² against |score − gold|, gold = VADER compound of the response, the offline judge).
+
+Conventions: σ² of a response is the heads' sample variance of its reward (unbiased, k − 1 in
+the denominator, as :func:`rcollapse.analysis.ensemble_report.variance_by_section`); a pair is
+*wrong* when the ensemble mean does not score chosen strictly above rejected (the accuracy
+table's rule); a number that is undefined on the data (one class empty, a constant input) is
+NaN in the functions and left out of the metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+
+from rcollapse.analysis.ensemble_report import slug
+from rcollapse.analysis.figures import pyplot, save_figure
+
+PREFIX = "ens/test/uq"
+ECE_BINS = 10  # equal-width bins over [0, 1] of the (symmetrised) pair probability
+SPREAD_PERCENTILES = (90, 10)
+
+
+# ---------------------------------------------------------------- the measures, one function each
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of ``x`` and ``y``: the Pearson correlation of their ranks,
+    tied values sharing their average rank (as ``scipy.stats.spearmanr``). NaN for fewer than
+    two points or a constant input."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"spearman: x and y differ in length ({x.size} vs {y.size})")
+    if x.size < 2:
+        return float("nan")
+    rx, ry = rankdata(x) - (x.size + 1) / 2, rankdata(y) - (y.size + 1) / 2
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def auroc(scores, positive) -> float:
+    """Area under the ROC curve of ``scores`` for the boolean labels ``positive``: the share of
+    (positive, negative) pairs in which the positive scores higher, a tie counting ½ (the
+    Mann–Whitney U statistic over n₊·n₋). 0.5 is chance, 1 a perfect ranking. NaN when either
+    class is empty."""
+    scores = np.asarray(scores, dtype=float).ravel()
+    positive = np.asarray(positive, dtype=bool).ravel()
+    if scores.shape != positive.shape:
+        raise ValueError(f"auroc: scores and labels differ in length ({scores.size} vs {positive.size})")
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def _bin_index(prob: np.ndarray, num_bins: int) -> np.ndarray:
+    """Equal-width bins over [0, 1]: bin b holds [b/B, (b+1)/B), the last one also 1."""
+    return np.clip(np.floor(prob * num_bins).astype(int), 0, num_bins - 1)
+
+
+def calibration_curve(prob, outcome, num_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """The reliability curve of probability forecasts ``prob`` of binary ``outcome`` with
+    ``num_bins`` equal-width bins over [0, 1]: per bin its ``edges`` (B + 1), the ``count`` of
+    forecasts, their ``mean_prob`` and the ``frequency`` of the outcome (NaN in empty bins)."""
+    prob = np.asarray(prob, dtype=float).ravel()
+    outcome = np.asarray(outcome, dtype=float).ravel()
+    if prob.shape != outcome.shape:
+        raise ValueError(f"calibration: prob and outcome differ in length ({prob.size} vs {outcome.size})")
+    if num_bins < 1:
+        raise ValueError(f"calibration: num_bins must be >= 1, got {num_bins}")
+    index = _bin_index(prob, num_bins)
+    count = np.bincount(index, minlength=num_bins).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_prob = np.bincount(index, weights=prob, minlength=num_bins) / count
+        frequency = np.bincount(index, weights=outcome, minlength=num_bins) / count
+    return {"edges": np.linspace(0, 1, num_bins + 1), "count": count, "mean_prob": mean_prob, "frequency": frequency}
+
+
+def expected_calibration_error(prob, outcome, num_bins: int = ECE_BINS) -> float:
+    """ECE: Σ_b (n_b / n) · |frequency_b − mean_prob_b| over ``num_bins`` equal-width bins of
+    [0, 1] (empty bins weigh nothing). 0 is perfectly calibrated. NaN with no forecasts."""
+    curve = calibration_curve(prob, outcome, num_bins)
+    n = curve["count"].sum()
+    if n == 0:
+        return float("nan")
+    filled = curve["count"] > 0
+    gaps = np.abs(curve["frequency"][filled] - curve["mean_prob"][filled])
+    return float((curve["count"][filled] / n * gaps).sum())
+
+
+def brier_score(prob, outcome) -> float:
+    """Brier score: mean of (prob − outcome)²; 0 is perfect, 0.25 a constant forecast of ½."""
+    prob, outcome = np.asarray(prob, dtype=float).ravel(), np.asarray(outcome, dtype=float).ravel()
+    return float(np.mean((prob - outcome) ** 2)) if prob.size else float("nan")
+
+
+def pair_probability(mean_chosen, mean_rejected) -> np.ndarray:
+    """P(chosen ≻ rejected) = sigmoid(mean_chosen − mean_rejected), the Bradley–Terry
+    probability the ensemble mean's rewards give."""
+    diff = np.asarray(mean_chosen, dtype=float) - np.asarray(mean_rejected, dtype=float)
+    return 0.5 * (1 + np.tanh(diff / 2))  # = 1 / (1 + e^−diff), without overflow
+
+
+def pair_calibration(mean_chosen, mean_rejected, num_bins: int = ECE_BINS) -> dict:
+    """Calibration of p = P(chosen ≻ rejected) (:func:`pair_probability`) on test pairs whose
+    true order is known (chosen is preferred).
+
+    Every pair enters in both orders, (p, outcome 1) and (1 − p, outcome 0), since a forecast
+    that is always about the true winner has only the outcome 1 and its ECE would reward
+    p → 1 alone. With an even number of equal-width bins over [0, 1] this equals the usual
+    classification (top-label) ECE: confidence max(p, 1 − p) against correctness (p > ½), in
+    the upper half of the bins (except for pairs at exactly p = ½, which count as half right
+    here and as wrong there). The Brier score is the same either way, mean (1 − p)².
+
+    Returns ``{"ece", "brier", "num_bins", "curve"}`` (curve: :func:`calibration_curve` of the
+    symmetrised forecasts).
+    """
+    p = pair_probability(mean_chosen, mean_rejected).ravel()
+    prob = np.concatenate([p, 1 - p])
+    outcome = np.concatenate([np.ones_like(p), np.zeros_like(p)])
+    return {"ece": expected_calibration_error(prob, outcome, num_bins), "brier": brier_score(p, np.ones_like(p)),
+            "num_bins": int(num_bins), "curve": calibration_curve(prob, outcome, num_bins)}
+
+
+def percentile_ratio(values, high: float = SPREAD_PERCENTILES[0], low: float = SPREAD_PERCENTILES[1]) -> float:
+    """The spread of positive ``values`` (σ² across inputs): the ``high``-th percentile over
+    the ``low``-th (linear interpolation). 1 means σ² is nearly constant. NaN when the low
+    percentile is not positive or there are no values."""
+    values = np.asarray(values, dtype=float).ravel()
+    if values.size == 0:
+        return float("nan")
+    hi, lo = np.percentile(values, [high, low])
+    return float(hi / lo) if lo > 0 else float("nan")
+
+
+def head_correlation(scores) -> np.ndarray:
+    """[k, k] Pearson correlations between the heads' rewards, ``scores`` [n, k] (rows: inputs,
+    e.g. every test response). A head's offset and scale do not enter. NaN entries for a
+    constant head."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"head_correlation: expected scores [n, k], got shape {scores.shape}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.atleast_2d(np.corrcoef(scores, rowvar=False))
+
+
+def mean_off_diagonal(matrix) -> float:
+    """The mean of a square matrix's off-diagonal entries (NaN for a 1 × 1 matrix)."""
+    matrix = np.asarray(matrix, dtype=float)
+    k = matrix.shape[0]
+    if k < 2:
+        return float("nan")
+    return float(matrix[~np.eye(k, dtype=bool)].mean())
+
+
+def standardise(values) -> np.ndarray:
+    """(values − mean) / std over ``values`` (population std; all zeros for a constant input)."""
+    values = np.asarray(values, dtype=float)
+    std = values.std()
+    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+
+
+def standardised_abs_error(mean, gold) -> np.ndarray:
+    """|z(mean) − z(gold)|: the ensemble mean's absolute error against a gold reward, both
+    standardised over the given responses (mean 0, std 1).
+
+    A Bradley–Terry reward is defined only up to an additive constant and learns the gold's
+    scale only up to the label temperature, so the raw difference has no meaning. Standardising
+    both is the affine map that matches their first two moments: offline the ideal reward is
+    affine in the gold (labels are drawn with P(a ≻ b) = σ((g_a − g_b)/T)), so the error left is
+    how far the model departs from that line. Only ranks of the error matter to Spearman.
+    """
+    return np.abs(standardise(mean) - standardise(gold))
+
+
+# ---------------------------------------------------------------- the report of an ensemble
+
+
+def _sections_in_order(sections: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(sections))
+
+
+def _json_number(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def uncertainty_quality(chosen, rejected, sections: Sequence[str] | None = None, gold_chosen=None,
+                        gold_rejected=None, num_bins: int = ECE_BINS, head_scale=None) -> dict:
+    """Every uncertainty-quality number of an ensemble on test pairs.
+
+    ``chosen``, ``rejected``: [N, k] rewards of the k heads; ``sections``: N labels (per-section
+    numbers); ``gold_chosen``, ``gold_rejected``: N gold rewards, or None (e.g. RewardBench);
+    ``head_scale``: [k] factors that take each head's scores back to the scale its Bradley–Terry
+    loss was trained on (a normalised head's std; None: the scores are on that scale). Only the
+    calibration uses it: P(chosen ≻ rejected) is a probability only on the trained scale, while
+    σ², the correlations and the rank measures are taken on the scores as given.
+
+    Per response (the 2N chosen and rejected responses): σ² over heads, the ensemble mean and,
+    with a gold, :func:`standardised_abs_error` (z-scores over all 2N test responses). Per pair:
+    wrong (mean chosen ≤ mean rejected), σ²_pair = mean of its two responses' σ² (the quantity
+    PPO weighs per response, summarised per pair) and σ²_diff = the heads' variance of
+    chosen − rejected.
+
+    Returns ``{"overall": numbers, "sections": {section: numbers}, "calibration": the overall
+    :func:`pair_calibration`, "head_corr": [k, k], "arrays": per-response and per-pair arrays}``
+    with numbers:
+
+    - ``spearman_var_abs_error``: :func:`spearman` of σ² and |z(mean) − z(gold)| over responses
+      (only with a gold);
+    - ``auroc_var_wrong_pair``, ``auroc_vardiff_wrong_pair``: :func:`auroc` of σ²_pair and of
+      σ²_diff for predicting a wrong pair;
+    - ``ece``, ``brier``: :func:`pair_calibration` of the ensemble mean (heads × ``head_scale``);
+    - ``var_p90_p10``: :func:`percentile_ratio` of the responses' σ²;
+    - ``wrong_pair_rate``: the share of wrong pairs;
+    - overall only: ``head_corr_mean_offdiag`` (:func:`mean_off_diagonal` of the heads'
+      correlations over the 2N responses) and ``head_corr_diff_mean_offdiag`` (the same over
+      the pairs' chosen − rejected differences).
+    """
+    chosen, rejected = np.asarray(chosen, dtype=float), np.asarray(rejected, dtype=float)
+    if chosen.ndim != 2 or chosen.shape != rejected.shape:
+        raise ValueError(f"uncertainty_quality: chosen and rejected must be [N, k] alike, got {chosen.shape} "
+                         f"and {rejected.shape}")
+    n, k = chosen.shape
+    sections = list(sections) if sections is not None else ["all"] * n
+    if len(sections) != n:
+        raise ValueError(f"uncertainty_quality: {len(sections)} section labels for {n} pairs")
+    has_gold = gold_chosen is not None and gold_rejected is not None
+    ddof = 1 if k > 1 else 0
+    var_c, var_r = chosen.var(axis=1, ddof=ddof), rejected.var(axis=1, ddof=ddof)
+    mean_c, mean_r = chosen.mean(axis=1), rejected.mean(axis=1)
+    wrong = ~(mean_c > mean_r)
+    scale = np.ones(k) if head_scale is None else np.asarray(head_scale, dtype=float).reshape(k)
+    cal_c, cal_r = (chosen * scale).mean(axis=1), (rejected * scale).mean(axis=1)
+    var_pair = (var_c + var_r) / 2
+    var_diff = (chosen - rejected).var(axis=1, ddof=ddof)
+    var_resp = np.concatenate([var_c, var_r])
+    error = None
+    if has_gold:
+        gold = np.concatenate([np.asarray(gold_chosen, dtype=float), np.asarray(gold_rejected, dtype=float)])
+        if gold.shape != (2 * n,) or not np.all(np.isfinite(gold)):
+            raise ValueError("uncertainty_quality: gold_chosen and gold_rejected must be N finite numbers each")
+        error = standardised_abs_error(np.concatenate([mean_c, mean_r]), gold)
+
+    def numbers(mask: np.ndarray) -> dict[str, float]:
+        resp = np.concatenate([mask, mask])
+        out = {"auroc_var_wrong_pair": auroc(var_pair[mask], wrong[mask]),
+               "auroc_vardiff_wrong_pair": auroc(var_diff[mask], wrong[mask]),
+               "var_p90_p10": percentile_ratio(var_resp[resp]),
+               "wrong_pair_rate": float(wrong[mask].mean())}
+        cal = pair_calibration(cal_c[mask], cal_r[mask], num_bins)
+        out.update(ece=cal["ece"], brier=cal["brier"])
+        if error is not None:
+            out["spearman_var_abs_error"] = spearman(var_resp[resp], error[resp])
+        return out
+
+    sections_arr = np.asarray(sections)
+    overall = numbers(np.ones(n, dtype=bool))
+    corr = head_correlation(np.concatenate([chosen, rejected])) if k > 1 else np.ones((1, 1))
+    overall["head_corr_mean_offdiag"] = mean_off_diagonal(corr)
+    if k > 1:
+        overall["head_corr_diff_mean_offdiag"] = mean_off_diagonal(head_correlation(chosen - rejected))
+    return {"overall": overall,
+            "sections": {s: numbers(sections_arr == s) for s in _sections_in_order(sections)},
+            "calibration": pair_calibration(cal_c, cal_r, num_bins), "head_corr": corr,
+            "arrays": {"var_response": var_resp, "abs_error": error, "var_pair": var_pair, "wrong": wrong,
+                       "section_response": np.concatenate([sections_arr, sections_arr]), "section_pair": sections_arr}}
+
+
+def uq_metrics(quality: dict, prefix: str = PREFIX) -> dict[str, float]:
+    """Flat metric keys of :func:`uncertainty_quality`: ``{prefix}/{name}`` overall,
+    ``{prefix}/{section}/{name}`` per section (only with more than one section), and
+    ``{prefix}/ece_num_bins``. Undefined (NaN) numbers are left out."""
+    metrics = {f"{prefix}/{name}": v for name, v in quality["overall"].items()}
+    if len(quality["sections"]) > 1:
+        for section, values in quality["sections"].items():
+            metrics.update({f"{prefix}/{slug(section)}/{name}": v for name, v in values.items()})
+    metrics[f"{prefix}/ece_num_bins"] = float(quality["calibration"]["num_bins"])
+    return {key: float(v) for key, v in metrics.items() if np.isfinite(v)}
+
+
+def plot_reliability(calibration: dict, path: Path, title: str = "") -> Path:
+    """Reliability diagram: per bin the observed frequency against the mean forecast
+    P(chosen ≻ rejected) (both orders of every pair), the diagonal, and the forecasts' histogram."""
+    plt = pyplot()
+    curve = calibration["curve"]
+    centres = (curve["edges"][:-1] + curve["edges"][1:]) / 2
+    width = curve["edges"][1] - curve["edges"][0]
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    filled = curve["count"] > 0
+    ax.bar(centres[filled], curve["frequency"][filled], width=width * 0.9, alpha=0.6, label="observed frequency")
+    ax.plot(curve["mean_prob"][filled], curve["frequency"][filled], "o-", color="C1", label="mean forecast → frequency")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set(ylabel="frequency of the first ≻ second", xlim=(0, 1), ylim=(0, 1),
+           title=f"ECE {calibration['ece']:.3f} ({calibration['num_bins']} bins), Brier {calibration['brier']:.3f}")
+    ax.legend(fontsize=7)
+    hist.bar(centres, curve["count"], width=width * 0.9, color="C2")
+    hist.set(xlabel="P(first ≻ second) = sigmoid(mean reward difference)", ylabel="forecasts")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_variance_error(quality: dict, path: Path, title: str = "") -> Path:
+    """σ² against the ensemble mean's |error| per response, by section (with a gold), and the
+    pairs' σ² for correctly and wrongly ordered pairs."""
+    plt = pyplot()
+    a = quality["arrays"]
+    panels = 2 if a["abs_error"] is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), squeeze=False)
+    axes = axes[0]
+    if a["abs_error"] is not None:
+        ax = axes[0]
+        for section in _sections_in_order(a["section_response"].tolist()):
+            m = a["section_response"] == section
+            ax.scatter(a["var_response"][m], a["abs_error"][m], s=6, alpha=0.5, label=section)
+        ax.set(xlabel="σ² over heads (response)", ylabel="|z(mean) − z(gold)|", xscale="log",
+               title=f"Spearman {quality['overall'].get('spearman_var_abs_error', float('nan')):.3f}")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    groups = [a["var_pair"][~a["wrong"]], a["var_pair"][a["wrong"]]]
+    labels = [f"correct ({groups[0].size})", f"wrong ({groups[1].size})"]
+    present = [(g, lab) for g, lab in zip(groups, labels, strict=True) if g.size]
+    ax.boxplot([g for g, _ in present], showfliers=True)
+    ax.set_xticks(range(1, len(present) + 1), [lab for _, lab in present])
+    ax.set(ylabel="σ² of the pair (mean of its two responses)", yscale="log",
+           title=f"AUROC(σ² → wrong pair) {quality['overall'].get('auroc_var_wrong_pair', float('nan')):.3f}")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_head_correlation(corr, path: Path, title: str = "") -> Path:
+    """Heatmap of the heads' correlation matrix with its mean off-diagonal value."""
+    plt = pyplot()
+    corr = np.asarray(corr, dtype=float)
+    k = corr.shape[0]
+    fig, ax = plt.subplots(figsize=(0.45 * k + 2.5, 0.45 * k + 2))
+    low = float(np.nanmin(corr)) if np.isfinite(corr).any() else 0.0
+    # the colours span the matrix's own range: near-identical heads still show their differences
+    image = ax.imshow(corr, vmin=min(low, 1 - 1e-6), vmax=1, cmap="viridis")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set(xticks=range(k), yticks=range(k), xlabel="head", ylabel="head",
+           title=f"heads' correlation over test responses\nmean off-diagonal {mean_off_diagonal(corr):.6g}")
+    if title:
+        fig.suptitle(title, fontsize=9, y=1.02)
+    return save_figure(fig, path)
+
+
+FIGURES = {"ens/test/uq/reliability": "uq_reliability.png",
+           "ens/test/uq/variance_error": "uq_variance_error.png",
+           "ens/test/uq/head_correlation": "uq_head_correlation.png"}
+
+
+def uncertainty_report(chosen, rejected, pairs: Sequence, output_dir: Path | None, title: str = "",
+                       num_bins: int = ECE_BINS, head_scale=None) -> tuple[dict[str, float], dict[str, Path]]:
+    """The ensemble stage's uncertainty-quality report on its test pairs.
+
+    ``pairs``: the N test pairs in the order of ``chosen``/``rejected`` (their ``section`` and,
+    where every pair has one, ``gold_chosen``/``gold_rejected``; RewardBench has none, so the
+    Spearman is left out and the wrong-pair AUROC is the measure); ``head_scale``: see
+    :func:`uncertainty_quality`. With ``output_dir`` (None on
+    non-zero ranks) the figures go to ``output_dir/figures`` (:data:`FIGURES`) and the curve,
+    correlation matrix and numbers to ``output_dir/uncertainty_quality.json``.
+
+    Returns (``ens/test/uq/*`` metrics, ``{W&B image key: figure path}``).
+    """
+    sections = [p.section for p in pairs]
+    golds = [(getattr(p, "gold_chosen", None), getattr(p, "gold_rejected", None)) for p in pairs]
+    has_gold = bool(golds) and all(c is not None and r is not None for c, r in golds)
+    quality = uncertainty_quality(np.asarray(chosen), np.asarray(rejected), sections,
+                                  [c for c, _ in golds] if has_gold else None,
+                                  [r for _, r in golds] if has_gold else None, num_bins,
+                                  None if head_scale is None else np.asarray(head_scale, dtype=float))
+    metrics = uq_metrics(quality)
+    if output_dir is None:
+        return metrics, {}
+    output_dir = Path(output_dir)
+    figures = output_dir / "figures"
+    paths = {key: figures / name for key, name in FIGURES.items()}
+    plot_reliability(quality["calibration"], paths["ens/test/uq/reliability"], title)
+    plot_variance_error(quality, paths["ens/test/uq/variance_error"], title)
+    plot_head_correlation(quality["head_corr"], paths["ens/test/uq/head_correlation"], title)
+    curve = quality["calibration"]["curve"]
+    (output_dir / "uncertainty_quality.json").write_text(json.dumps({
+        "gold": "VADER compound per response (z-scored with the ensemble mean over the test responses)"
+                if has_gold else None,
+        "overall": {k: _json_number(v) for k, v in quality["overall"].items()},
+        "sections": {s: {k: _json_number(v) for k, v in values.items()} for s, values in quality["sections"].items()},
+        "calibration": {"num_bins": quality["calibration"]["num_bins"], "ece": _json_number(quality["calibration"]["ece"]),
+                        "brier": _json_number(quality["calibration"]["brier"]),
+                        **{key: [_json_number(v) for v in curve[key]] for key in curve}},
+        "head_corr": [[_json_number(v) for v in row] for row in quality["head_corr"]],
+    }, indent=1))
+    return metrics, paths
+
+
+# ---------------------------------------------------------------- a PPO run's samples
+
+
+def ppo_samples_quality(samples_csv: Path, gold=None) -> dict[str, float]:
+    """Uncertainty quality of a PPO run's sampled responses (``ppo_samples.csv``: step, prompt,
+    response, score, variance, weight): ``spearman_var_abs_error``, the Spearman of the
+    ensemble's σ² (``variance``) against |z(score) − z(gold)| (:func:`standardised_abs_error`,
+    z-scores over the samples), ``var_p90_p10`` (:func:`percentile_ratio` of σ²), ``weight_p90_p10``
+    and ``num_samples``. ``score`` is the proxy reward the policy optimised (one head's);
+    ``gold(responses) → rewards`` defaults to the offline gold/judge, VADER's compound of the
+    response (:func:`rcollapse.data.sentiment_gold.vader_compound`)."""
+    with Path(samples_csv).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{samples_csv}: no samples")
+    if gold is None:
+        from rcollapse.data.sentiment_gold import vader_compound as gold
+    score = np.array([float(r["score"]) for r in rows])
+    variance = np.array([float(r["variance"]) for r in rows])
+    weight = np.array([float(r["weight"]) for r in rows])
+    reference = np.asarray(gold([r["response"] for r in rows]), dtype=float)
+    return {"spearman_var_abs_error": spearman(variance, standardised_abs_error(score, reference)),
+            "var_p90_p10": percentile_ratio(variance), "weight_p90_p10": percentile_ratio(weight),
+            "num_samples": float(len(rows))}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m rcollapse.analysis.uncertainty_quality RUN_DIR [...]``: the uncertainty
+    quality of each PPO run's ``ppo_samples.csv`` (offline VADER gold), as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("runs", nargs="+", help="PPO run directories (or ppo_samples.csv files)")
+    args = parser.parse_args(argv)
+    out = {}
+    for run in args.runs:
+        path = Path(run)
+        path = path / "ppo_samples.csv" if path.is_dir() else path
+        out[str(run)] = ppo_samples_quality(path)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
