@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 from rcollapse.analysis.ensemble_report import slug
 from rcollapse.analysis.figures import pyplot, save_figure
@@ -49,17 +49,14 @@ SPREAD_PERCENTILES = (90, 10)
 
 
 def spearman(x, y) -> float:
-    """Spearman's rank correlation of ``x`` and ``y``: the Pearson correlation of their ranks,
-    tied values sharing their average rank (as ``scipy.stats.spearmanr``). NaN for fewer than
-    two points or a constant input."""
+    """Spearman's rank correlation of ``x`` and ``y`` (``scipy.stats.spearmanr``: tied values share
+    their average rank). NaN for fewer than two points or a constant input."""
     x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     if x.shape != y.shape:
         raise ValueError(f"spearman: x and y differ in length ({x.size} vs {y.size})")
-    if x.size < 2:
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
-    rx, ry = rankdata(x) - (x.size + 1) / 2, rankdata(y) - (y.size + 1) / 2
-    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+    return float(spearmanr(x, y).statistic)
 
 
 def auroc(scores, positive) -> float:
