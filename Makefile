@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 DEMO_UTILITIES ?= x,x_inv,log,logsigmoid,adaptive
 
-.PHONY: help install demo test test-full test-slurm bench lint clean
+.PHONY: help install demo study test test-full test-slurm bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 demo: install  ## the default job as a multirun over five utilities, then the comparison table
 	$(PY) run.py -m utility=$(DEMO_UTILITIES) hydra.sweep.dir=outputs/demo/$$(date +%Y-%m-%d_%H-%M-%S) \
 	  && $(PY) -m rcollapse.report $$(ls -d outputs/demo/*/ | tail -n 1)
+
+study: install  ## the offline risk study at matched KL: 16 policies per arm (32 PPO runs), then the report
+	$(PY) run.py -m +sweep=ppo_study hydra.sweep.dir=outputs/study/$$(date +%Y-%m-%d_%H-%M-%S) \
+	  && $(PY) -m rcollapse.report $$(ls -d outputs/study/*/ | tail -n 1)
 
 test: install  ## the fast test suite (what CI runs)
 	$(PY) -m pytest -m "not slow and not slurm" -n $(PYTEST_WORKERS) -q

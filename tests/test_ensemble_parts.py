@@ -169,7 +169,8 @@ def test_offline_pairs_follow_the_gold_reward_and_the_sections_hold():
     agree = sum(c > r for c, r in zip(gold_c, gold_r, strict=True)) / len(gold_c)
     assert 0.75 < agree < 1.0  # Bradley–Terry labels: mostly, not always, the higher gold reward
     test = data["test"]
-    assert [s for s in OFFLINE_SECTIONS] == list(dict.fromkeys(p.section for p in test))
+    # every section but "Unseen words" (only when adjectives are held out), in order
+    assert [s for s in OFFLINE_SECTIONS if s != "Unseen words"] == list(dict.fromkeys(p.section for p in test))
     gc, gr = vader_compound([p.chosen for p in test]), vader_compound([p.rejected for p in test])
     assert all(c > r for c, r in zip(gc, gr, strict=True))  # test pairs are ordered by gold
     for p, c, r in zip(test, gc, gr, strict=True):

@@ -37,7 +37,8 @@ def test_ensemble_stage_writes_table_figures_metrics_and_artifact(ensemble_run):
     for key in ("ens/test/acc_mean", "ens/test/var_chosen_median", "ens/test/var_diff_median",
                 "ens/test/clear/acc_mean", "ens/test/negation/acc_mean", "ens/phase1/steps"):
         assert key in metrics, key
-    assert metrics["ens/test/acc_mean"] > 0.6  # chance is 0.5
+    # the testbed's proxy reads "not" as praise (negation sections below chance by design); the clear pairs it gets
+    assert metrics["ens/test/clear/acc_mean"] > 0.7  # chance is 0.5
     assert metrics["ens/test/var_chosen_median"] > 0 and metrics["ens/test/var_diff_median"] > 0
     table = (out / "ensemble_accuracy.md").read_text()
     assert "| head 3 |" in table and "**ensemble mean**" in table and "Length trap" in table
@@ -106,3 +107,21 @@ def test_the_run_reports_the_uncertainty_quality(ensemble_run):
     assert metrics["ens/test/uq/var_p90_p10"] >= 1
     for name in FIGURES.values():
         assert (out / "figures" / name).stat().st_size > 5000, name
+
+
+def test_the_paper_schedule_stops_phase_two_at_the_head_loss_and_subsets_survive_the_artifact(ensemble_run, tmp_path):
+    # the paper's phase 2 (cosine, half an epoch) with a loss bar every head clears at once, and
+    # extra heads reading half the features: stopped after the callback's minimum 10 steps
+    run(compose_config([*SMALL, "ensemble_heads=paper", "stage.ensemble.head_epochs=0.5",  # SMALL sets 3
+                        "stage.ensemble.head_loss_threshold=5.0",
+                        "stage.ensemble.head_feature_fraction=0.5", f"paths.cache_dir={ensemble_run / 'cache'}"],
+                       tmp_path))
+    out = tmp_path / "run"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ens/phase2/planned_steps"] == 12  # 768 pairs / 32 per batch x 0.5 epoch
+    assert metrics["ens/phase2/stopped_at_loss"] == 1.0 and 10 <= metrics["ens/phase2/steps"] < 12
+    assert metrics["ens/train/loss_ema_max_head"] <= 5.0
+    ensemble = load_ensemble(out / "ensemble")
+    assert ensemble.meta["head_feature_fraction"] == 0.5 and ensemble.meta["phase2_steps"] == metrics["ens/phase2/steps"]
+    assert [len(f) for f in ensemble.meta["head_features"]] == [64, 32, 32, 32]
+    assert ensemble.reward_model.feature_mask.sum(1).tolist() == [64, 32, 32, 32]

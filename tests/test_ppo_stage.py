@@ -46,6 +46,13 @@ def test_ppo_stage_writes_every_metric_and_file(ppo_run):
     assert [r["step"] for r in history if r["ppo/eval/proxy_mean"] and r["ppo/eval/kl"]] == judged
     samples = (out / "ppo_samples.csv").read_text().splitlines()
     assert samples[0] == "step,prompt,response,score,variance,weight" and len(samples) > 1
+    # every judged response (π0's once, the policy's at 0 and 3) with gold, proxy and σ², and the
+    # uncertainty quality on them
+    rows = list(csv.DictReader((out / "ppo_judged_samples.csv").open()))
+    assert [(r["policy"], r["step"]) for r in rows] == [("reference", "-1")] * 32 + [("policy", "0")] * 32 + [("policy", "3")] * 32
+    assert all(float(r["variance"]) >= 0 for r in rows)
+    assert metrics["ppo/test/uq/num_samples"] == 96 and -1 <= metrics["ppo/test/uq/spearman_var_abs_error"] <= 1
+    assert metrics["ppo/test/uq/var_last_over_ref"] > 0
     judged = json.loads((out / "judge_scores.json").read_text())
     assert len(judged["policy_scores"]) == len(judged["reference_scores"]) == 32
     assert (ppo_run / "cache" / "ppo_ensembles").is_dir()  # the offline ensemble, trained once
@@ -119,3 +126,4 @@ def test_a_run_that_crashes_mid_training_resumes_to_the_uninterrupted_result(ppo
         assert resumed[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
     assert (crashed / "ppo_history.csv").read_text().count("\n") == 1 + 6
     assert (crashed / "ppo_samples.csv").read_text() == (straight / "ppo_samples.csv").read_text()
+    assert (crashed / "ppo_judged_samples.csv").read_text() == (straight / "ppo_judged_samples.csv").read_text()

@@ -14,6 +14,8 @@ from rcollapse.analysis.uncertainty_quality import (
     calibration_curve,
     expected_calibration_error,
     head_correlation,
+    judged_samples_file_quality,
+    judged_samples_quality,
     mean_off_diagonal,
     pair_calibration,
     percentile_ratio,
@@ -173,3 +175,34 @@ def test_ppo_samples_quality_reads_the_samples_csv(tmp_path):
     assert out["spearman_var_abs_error"] == pytest.approx(stats.spearmanr([0.1, 0.2, 0.4, 0.8], error).statistic)
     assert out["var_p90_p10"] == pytest.approx(np.percentile([0.1, 0.2, 0.4, 0.8], 90) / np.percentile([0.1, 0.2, 0.4, 0.8], 10))
     assert out["num_samples"] == 4
+
+
+def test_standardising_on_the_reference_subset_keeps_the_drift_as_error():
+    # reference responses 0–3: mean = 2·gold there; the policy's 4–5 drift (mean up, gold down)
+    gold = np.array([0.0, 1.0, 0.0, 1.0, -1.0, -1.0])
+    mean = np.array([0.0, 2.0, 0.0, 2.0, 4.0, 4.0])
+    on = np.array([True] * 4 + [False] * 2)
+    # on the reference: mean → (m − 1)/1, gold → (g − 0.5)/0.5: the reference is exact, the drift is |3 − (−3)| = 6
+    np.testing.assert_allclose(standardised_abs_error(mean, gold, on), [0, 0, 0, 0, 6, 6], atol=1e-12)
+    # standardised over every response, the same drift would look smaller than the reference's error
+    over_all = standardised_abs_error(mean, gold)
+    assert over_all[0] > 0 and over_all[4] < 6
+
+
+def test_judged_samples_quality_by_hand(tmp_path):
+    # two reference responses and, at steps 0 and 10, the policy's; σ² grows with the drift
+    policy = ["reference", "reference", "policy", "policy", "policy", "policy"]
+    step = [-1, -1, 0, 0, 10, 10]
+    gold = [0.0, 1.0, 0.5, 0.0, -1.0, -0.5]
+    mean = [0.0, 2.0, 1.0, 1.0, 4.0, 3.0]
+    variance = [0.1, 0.1, 0.2, 0.3, 0.9, 0.8]
+    out = judged_samples_quality(gold, mean, variance, proxy=mean, policy=policy, step=step)
+    error = standardised_abs_error(mean, gold, np.array([True, True, False, False, False, False]))
+    assert out["spearman_var_abs_error"] == pytest.approx(stats.spearmanr(variance, error).statistic)
+    assert out["spearman_var_abs_error"] > 0.8
+    assert out["var_median_ref"] == pytest.approx(0.1) and out["var_median_last"] == pytest.approx(0.85)
+    assert out["var_last_over_ref"] == pytest.approx(8.5)
+    path = tmp_path / "ppo_judged_samples.csv"
+    path.write_text("step,policy,prompt,response,gold,proxy,mean,variance,kl\n" + "".join(
+        f"{s},{p},x,y,{g},{m},{m},{v},0\n" for s, p, g, m, v in zip(step, policy, gold, mean, variance, strict=True)))
+    assert judged_samples_file_quality(path) == pytest.approx(out)

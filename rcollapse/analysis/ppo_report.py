@@ -1,5 +1,6 @@
 """The PPO study's summary (Banerjee & Gopalan, Fig. 7): per arm, the spread of the policies'
-mean judge scores, against the reference policy's, and the arms' final KLs side by side; each
+mean judge scores, against the reference policy's, and the arms' final KLs side by side; the risk
+comparison of the two arms at matched KL (Theorem 3.3: analysis/risk_statistics.py); each
 arm's over-optimisation curve (Gao et al. 2023: proxy and gold score against KL(π‖π0) over
 training); and one run's training curves."""
 
@@ -11,6 +12,12 @@ import numpy as np
 import pandas as pd
 
 from rcollapse.analysis.figures import pyplot, save_figure
+from rcollapse.analysis.risk_statistics import (
+    arm_comparison,
+    relative_kl_gap,
+    share_below_reference,
+    worst_fraction_mean,
+)
 
 JUDGE, JUDGE_REF = "ppo/test/judge_mean", "ppo/test/judge_mean_ref"
 # the final KL: its mean over a run's last iterations (ppo/final/kl), or the last iteration's
@@ -21,6 +28,9 @@ FINAL_KL, LAST_KL = "ppo/final/kl", "ppo/train/kl"
 EVAL_JUDGE, EVAL_JUDGE_REF = "ppo/eval/judge_mean", "ppo/eval/judge_mean_ref"
 EVAL_PROXY, EVAL_PROXY_REF = "ppo/eval/proxy_mean", "ppo/eval/proxy_mean_ref"
 EVAL_KL = "ppo/eval/kl"
+TREATMENT, CONTROL = "variance-aware", "vanilla"
+WORST_FRACTION = 0.1  # the summary's "worst 10%" column and the risk comparison's worst policies
+KL_TOLERANCE = 0.1  # the arms are KL-matched when their mean final KLs differ by at most 10 %
 
 
 def arm_of(run: dict) -> str:
@@ -37,7 +47,10 @@ def arm_of(run: dict) -> str:
 
 def ppo_summary(df: pd.DataFrame) -> pd.DataFrame | None:
     """One row per arm and one for the reference policy: n, mean and variance of the policies'
-    mean judge scores, and the mean ± std of the final KL."""
+    mean judge scores, ``below ref`` (the share of the arm's policies under their own run's
+    reference policy; NaN for the reference), ``worst 10%`` (the mean of the lowest tenth, at least
+    one) and the mean ± std of the final KL. ``attrs``: ``runs`` (the completed runs with their
+    ``arm``) and ``kl_metric`` (the final KL's column)."""
     if JUDGE not in df.columns:
         return None
     runs = df[(df["status"] == "completed") & df[JUDGE].notna()].copy()
@@ -46,11 +59,15 @@ def ppo_summary(df: pd.DataFrame) -> pd.DataFrame | None:
     runs["arm"] = [arm_of(r) for r in runs.to_dict("records")]
     kl = FINAL_KL if FINAL_KL in runs.columns and runs[FINAL_KL].notna().all() else LAST_KL
     rows = [{"policy": "reference", "n": len(runs), "judge mean": runs[JUDGE_REF].mean(),
-             "judge var": runs[JUDGE_REF].var(ddof=1), "final KL": np.nan, "final KL std": np.nan}]
+             "judge var": runs[JUDGE_REF].var(ddof=1), "below ref": np.nan,
+             "worst 10%": worst_fraction_mean(runs[JUDGE_REF], WORST_FRACTION),
+             "final KL": np.nan, "final KL std": np.nan}]
     for arm, part in runs.groupby("arm"):
         rows.append({"policy": arm, "n": len(part), "judge mean": part[JUDGE].mean(),
-                     "judge var": part[JUDGE].var(ddof=1), "final KL": part[kl].mean(),
-                     "final KL std": part[kl].std(ddof=1)})
+                     "judge var": part[JUDGE].var(ddof=1),
+                     "below ref": share_below_reference(part[JUDGE], part[JUDGE_REF]),
+                     "worst 10%": worst_fraction_mean(part[JUDGE], WORST_FRACTION),
+                     "final KL": part[kl].mean(), "final KL std": part[kl].std(ddof=1)})
     summary = pd.DataFrame(rows).set_index("policy")
     summary.attrs["runs"] = runs
     summary.attrs["kl_metric"] = kl
@@ -58,11 +75,119 @@ def ppo_summary(df: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def kl_gap(summary: pd.DataFrame) -> float | None:
-    """|KL_a − KL_b| / min(KL_a, KL_b) between the two arms' mean final KLs (None without both)."""
-    if not {"vanilla", "variance-aware"} <= set(summary.index):
+    """|KL_a − KL_b| / ((KL_a + KL_b) / 2) between the two arms' mean final KLs
+    (``relative_kl_gap``'s convention; None without both arms or with an undefined gap)."""
+    if not {CONTROL, TREATMENT} <= set(summary.index):
         return None
-    a, b = summary.loc["vanilla", "final KL"], summary.loc["variance-aware", "final KL"]
-    return float(abs(a - b) / min(a, b)) if min(a, b) > 0 else None
+    gap = relative_kl_gap([summary.loc[CONTROL, "final KL"]], [summary.loc[TREATMENT, "final KL"]])
+    return None if np.isnan(gap) else gap
+
+
+def risk_comparison(summary: pd.DataFrame, num_resamples: int = 10000, seed: int = 0) -> dict | None:
+    """Theorem 3.3's risk at matched KL, variance-aware arm (treatment) against vanilla (control),
+    from ``summary.attrs["runs"]`` (``ppo_summary``): ``arm_comparison``'s dict (per arm n, judge
+    mean and variance, share below the reference, worst-10 % mean, mean final KL; the variance ratio
+    variance-aware / vanilla with its percentile-bootstrap 95 % interval, Levene's test with
+    center=mean, the relative final-KL gap and whether it is within 10 %) plus ``kl_metric``.
+    None unless both arms have runs."""
+    runs = summary.attrs["runs"]
+    arms = {arm: part for arm, part in runs.groupby("arm")}
+    if not {TREATMENT, CONTROL} <= set(arms):
+        return None
+    kl = summary.attrs["kl_metric"]
+    treatment, control = arms[TREATMENT], arms[CONTROL]
+    comparison = arm_comparison(
+        treatment[JUDGE], control[JUDGE], treatment[JUDGE_REF], control[JUDGE_REF], treatment[kl],
+        control[kl], treatment_name=TREATMENT, control_name=CONTROL, fraction=WORST_FRACTION,
+        kl_tolerance=KL_TOLERANCE, num_resamples=num_resamples, seed=seed)
+    return {**comparison, "kl_metric": kl, "mechanism": mechanism_by_arm(summary)}
+
+
+UQ_KEYS = ("ppo/test/uq/spearman_var_abs_error", "ppo/test/uq/var_last_over_ref")
+
+
+def mechanism_by_arm(summary: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The mechanism the risk claim relies on, per arm: the mean over its runs of
+    ``ppo/test/uq/spearman_var_abs_error`` (does σ² track the reward's error on the judged
+    responses) and ``ppo/test/uq/var_last_over_ref`` (how much σ² grew where the policy went);
+    keys missing from the runs are left out."""
+    runs = summary.attrs["runs"]
+    out = {}
+    for arm, part in runs.groupby("arm"):
+        values = {key.split("/")[-1]: float(part[key].mean()) for key in UQ_KEYS
+                  if key in part.columns and part[key].notna().any()}
+        if values:
+            out[str(arm)] = values
+    return out
+
+
+def _json_ready(value):
+    """``value`` with NaN as None and ±inf as "inf"/"-inf" (``float()`` reads them back), so that
+    the file is strict JSON; numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def write_risk_comparison(comparison: dict, path: Path) -> Path:
+    """``comparison`` (``risk_comparison``) as strict JSON: null where a number is undefined,
+    "inf" where a bootstrap bound is unbounded."""
+    import json
+
+    path = Path(path)
+    path.write_text(json.dumps(_json_ready(comparison), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def _percent(share: float, digits: int = 0) -> str:
+    return "-" if np.isnan(share) else f"{100 * share:.{digits}f} %"
+
+
+def format_risk_comparison(comparison: dict) -> str:
+    """The report's block for ``risk_comparison``: the share below the reference, the worst-10 %
+    mean, the variance ratio with its bootstrap interval, Levene's test, the final-KL gap, and a
+    warning line when the arms are not KL-matched."""
+    from rcollapse.analysis.sweep_report import fmt
+
+    names = [comparison["treatment"], comparison["control"]]
+    arms = [comparison["arms"][name] for name in names]
+    low, high = comparison["variance_ratio_ci"]
+    level = f"{100 * comparison['ci_level']:.0f} %"
+    gap, tolerance = comparison["relative_kl_gap"], comparison["kl_tolerance"]
+    lines = [
+        f"Risk at matched KL: {names[0]} vs {names[1]} (Theorem 3.3; judge = each policy's mean test score)",
+        "  below reference (share of policies under their own run's reference policy): "
+        + ", ".join(f"{name} {_percent(arm['share_below_reference'])} of {arm['n']}"
+                    for name, arm in zip(names, arms)),
+        f"  worst {100 * comparison['worst_fraction']:.0f} % mean judge: "
+        + ", ".join(f"{name} {fmt(arm['worst_fraction_mean'])} (lowest {arm['worst_count']} of {arm['n']})"
+                    for name, arm in zip(names, arms)),
+        f"  judge variance: {names[0]} {fmt(arms[0]['judge_var'])}, {names[1]} {fmt(arms[1]['judge_var'])}; "
+        f"ratio {names[0]} / {names[1]} = {fmt(comparison['variance_ratio'])}, {level} percentile-bootstrap "
+        f"CI [{fmt(low)}, {fmt(high)}] ({comparison['bootstrap_resamples']} resamples)",
+        f"  Levene's test (center={comparison['levene_center']}): W = {fmt(comparison['levene_statistic'])}, "
+        f"p = {fmt(comparison['levene_p'])}",
+        f"  final KL ({comparison['kl_metric']}): {names[0]} {fmt(arms[0]['final_kl_mean'])}, "
+        f"{names[1]} {fmt(arms[1]['final_kl_mean'])}; gap |a - b| / mean(a, b) = {_percent(gap, 1)}"
+        + ("" if comparison["kl_matched"] is None
+           else f" ({'within' if comparison['kl_matched'] else 'over'} {100 * tolerance:.0f} %)"),
+    ]
+    for arm, values in comparison.get("mechanism", {}).items():
+        lines.append(f"  mechanism ({arm}): Spearman(sigma^2, |error|) on the judged responses "
+                     f"{fmt(values.get('spearman_var_abs_error', float('nan')))}, sigma^2 last / reference "
+                     f"{fmt(values.get('var_last_over_ref', float('nan')))} (mean over the arm's runs)")
+    if comparison["kl_matched"] is False:
+        lines.append(f"  WARNING: the arms are NOT KL-matched (final KLs {_percent(gap, 1)} apart, over "
+                     f"{100 * tolerance:.0f} %): their risk and spread are not comparable at equal KL.")
+    elif comparison["kl_matched"] is None:
+        lines.append("  WARNING: the final-KL gap is undefined: whether the arms are KL-matched is unknown.")
+    return "\n".join(lines)
 
 
 def plot_judge_distribution(summary: pd.DataFrame, path: Path) -> Path:

@@ -11,7 +11,9 @@ Prints one row per run (the swept parameters, status, chosen + default metrics),
 grouped as mean ± std when ``seed`` varies, and the failed jobs with their errors; writes
 ``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
 from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting). For PPO runs, the
-arms' judge distribution (``ppo_summary.csv``, ``ppo_judge_distribution.png``) and their
+arms' judge distribution (``ppo_summary.csv``, ``ppo_judge_distribution.png``), the risk
+comparison of the two arms at matched KL (``ppo_study.json``: share below the reference, worst
+10 %, variance ratio with its bootstrap interval, Levene's test, final-KL gap) and their
 over-optimisation curves from each run's ``ppo_history.csv`` (``ppo_overoptimisation.csv``,
 ``ppo_overoptimisation.png``: proxy and gold against KL(π‖π0), twin axes).
 """
@@ -222,7 +224,7 @@ def _comparison_rows(df: pd.DataFrame, params: list[str]) -> list[dict]:
     rows = []
     if "seed" in params:
         groups = done.groupby([done[g].astype(str) for g in group_by], sort=False) if group_by \
-            else [("all", done)]
+            else [((), done)]  # only the seed varies: one panel, "all"
         for key, part in groups:
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{p}={k}" for p, k in zip(group_by, key, strict=True)) or "all"
@@ -338,25 +340,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {plot_theory_by_class(theory_runs, out / 'theory_by_class.png')}")
     from rcollapse.analysis.ppo_report import (
         arm_curves,
+        format_risk_comparison,
         kl_gap,
         plot_judge_distribution,
         plot_overoptimisation,
         ppo_summary,
+        risk_comparison,
+        write_risk_comparison,
     )
 
     summary = ppo_summary(df)
     if summary is not None:
         print("\nPPO policies by arm (judge = mean score over the test prompts; paper Fig. 7):")
         rows = [[name, str(int(r["n"])), fmt(r["judge mean"]), fmt(r["judge var"]),
+                 "-" if pd.isna(r["below ref"]) else f"{100 * r['below ref']:.0f} %", fmt(r["worst 10%"]),
                  "-" if pd.isna(r["final KL"]) else fmt(r["final KL"])
                  + ("" if pd.isna(r["final KL std"]) else f" ± {fmt(r['final KL std'])}")]
                 for name, r in summary.iterrows()]
-        print(format_table(["policy", "n", "judge mean", "judge var", "final KL"], rows))
+        print(format_table(["policy", "n", "judge mean", "judge var", "below ref", "worst 10%", "final KL"],
+                           rows))
         gap = kl_gap(summary)
-        print(f"final KL = {summary.attrs['kl_metric']} (mean ± std over the arm's policies)"
-              + ("" if gap is None else f"; the arms' final KLs differ by {100 * gap:.0f} %"))
+        print("below ref = share of the arm's policies under their own run's reference policy; worst 10% = "
+              f"mean of the lowest tenth (at least one); final KL = {summary.attrs['kl_metric']} (mean ± std "
+              "over the arm's policies)"
+              + ("" if gap is None else f"; the arms' final KLs differ by {100 * gap:.0f} % of their mean"))
         summary.to_csv(out / "ppo_summary.csv")
         print(f"wrote {plot_judge_distribution(summary, out / 'ppo_judge_distribution.png')}")
+        risk = risk_comparison(summary)
+        if risk is None:
+            print("\nRisk at matched KL: needs both arms (variance-aware and vanilla); found "
+                  + ", ".join(name for name in summary.index if name != "reference"))
+        else:
+            print("\n" + format_risk_comparison(risk))
+            print(f"wrote {write_risk_comparison(risk, out / 'ppo_study.json')}")
     curves = arm_curves(df)
     if curves is not None:
         print("\nOver-optimisation by arm (mean over the arm's runs at each judged iteration; step -1 is the "

@@ -18,7 +18,10 @@ rejected ``[N, k]``):
   (reliability diagram, σ² against the error / by correct and wrong pair, the heads' correlation
   heatmap) and ``uncertainty_quality.json`` (curve, correlation matrix).
 - :func:`ppo_samples_quality`: the spread and Spearman of a PPO run's ``ppo_samples.csv``
-  (σ² against |score − gold|, gold = VADER compound of the response, the offline judge).
+  (σ² against |score − gold|, gold = VADER compound of the response, the offline judge);
+  :func:`judged_samples_quality`: the same on its judged responses (``ppo_judged_samples.csv``,
+  π0's and the policy's every few iterations, gold = the judge), and whether σ² grows as the
+  policy moves away from π0.
 
 Conventions: σ² of a response is the heads' sample variance of its reward (unbiased, k − 1 in
 the denominator, as :func:`rcollapse.analysis.ensemble_report.variance_by_section`); a pair is
@@ -177,16 +180,21 @@ def mean_off_diagonal(matrix) -> float:
     return float(matrix[~np.eye(k, dtype=bool)].mean())
 
 
-def standardise(values) -> np.ndarray:
-    """(values − mean) / std over ``values`` (population std; all zeros for a constant input)."""
+def standardise(values, on=None) -> np.ndarray:
+    """(values − m) / s with m and the population std s taken over ``values[on]`` (``on``: a
+    boolean mask; None: all of them); all zeros when s is 0."""
     values = np.asarray(values, dtype=float)
-    std = values.std()
-    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    basis = values if on is None else values[np.asarray(on, dtype=bool)]
+    std = basis.std()
+    return (values - basis.mean()) / std if std > 0 else np.zeros_like(values)
 
 
-def standardised_abs_error(mean, gold) -> np.ndarray:
+def standardised_abs_error(mean, gold, on=None) -> np.ndarray:
     """|z(mean) − z(gold)|: the ensemble mean's absolute error against a gold reward, both
-    standardised over the given responses (mean 0, std 1).
+    standardised (mean 0, std 1) over the given responses, or over the subset ``on`` (a boolean
+    mask: e.g. the reference policy's responses, where the reward model is in its training
+    distribution; then the map is fitted there and a policy's drift away from it shows as error
+    instead of being absorbed into the standardisation).
 
     A Bradley–Terry reward is defined only up to an additive constant and learns the gold's
     scale only up to the label temperature, so the raw difference has no meaning. Standardising
@@ -194,7 +202,7 @@ def standardised_abs_error(mean, gold) -> np.ndarray:
     affine in the gold (labels are drawn with P(a ≻ b) = σ((g_a − g_b)/T)), so the error left is
     how far the model departs from that line. Only ranks of the error matter to Spearman.
     """
-    return np.abs(standardise(mean) - standardise(gold))
+    return np.abs(standardise(mean, on) - standardise(gold, on))
 
 
 # ---------------------------------------------------------------- the report of an ensemble
@@ -445,9 +453,59 @@ def ppo_samples_quality(samples_csv: Path, gold=None) -> dict[str, float]:
             "num_samples": float(len(rows))}
 
 
+def judged_samples_quality(gold, mean, variance, proxy=None, policy=None, step=None) -> dict[str, float]:
+    """Uncertainty quality on a PPO run's judged responses (``ppo_judged_samples.csv``: the
+    reference policy's and, every few iterations, the policy's responses to the judge prompts,
+    each with the judge's gold, the ensemble's mean and σ², and the proxy PPO optimised):
+
+    - ``spearman_var_abs_error``: :func:`spearman` of σ² and |z(mean) − z(gold)| over all of them
+      (:func:`standardised_abs_error`, the held-out pairs' measure, with the z-scores fitted on the
+      reference policy's responses when ``policy`` names them: the map from reward to gold is
+      the one that holds where the reward model was trained, and the policy's drift is error);
+    - ``spearman_var_abs_error_proxy``: the same against the proxy's error |z(proxy) − z(gold)|;
+    - ``var_p90_p10``: :func:`percentile_ratio` of σ²;
+    - with ``policy`` and ``step``: ``var_median_ref`` and ``var_median_last`` (median σ² of the
+      reference policy's responses and of the last judged iteration's) and their ratio
+      ``var_last_over_ref``: does σ² grow where the policy has moved?
+    """
+    gold, mean, variance = (np.asarray(a, dtype=float).ravel() for a in (gold, mean, variance))
+    on = None
+    if policy is not None and (np.asarray(policy) == "reference").sum() > 1:
+        on = np.asarray(policy) == "reference"
+    out = {"spearman_var_abs_error": spearman(variance, standardised_abs_error(mean, gold, on)),
+           "var_p90_p10": percentile_ratio(variance), "num_samples": float(variance.size)}
+    if proxy is not None:
+        out["spearman_var_abs_error_proxy"] = spearman(variance, standardised_abs_error(np.asarray(proxy, float), gold, on))
+    if policy is not None and step is not None:
+        policy, step = np.asarray(policy), np.asarray(step, dtype=float)
+        ref, mine = policy == "reference", policy != "reference"
+        if ref.any() and mine.any():
+            last = mine & (step == step[mine].max())
+            out["var_median_ref"] = float(np.median(variance[ref]))
+            out["var_median_last"] = float(np.median(variance[last]))
+            out["var_last_over_ref"] = (out["var_median_last"] / out["var_median_ref"]
+                                        if out["var_median_ref"] > 0 else float("nan"))
+    return out
+
+
+def judged_samples_file_quality(path: Path) -> dict[str, float]:
+    """:func:`judged_samples_quality` of a ``ppo_judged_samples.csv``."""
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: no judged samples")
+
+    def column(name, kind=float):
+        return [kind(r[name]) for r in rows]
+
+    return judged_samples_quality(column("gold"), column("mean"), column("variance"), column("proxy"),
+                                  column("policy", str), column("step"))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m rcollapse.analysis.uncertainty_quality RUN_DIR [...]``: the uncertainty
-    quality of each PPO run's ``ppo_samples.csv`` (offline VADER gold), as JSON."""
+    quality of each PPO run's judged responses (``ppo_judged_samples.csv``, gold = the judge's
+    score), or of its ``ppo_samples.csv`` (offline VADER gold) when the run judged nothing, as JSON."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -456,8 +514,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = {}
     for run in args.runs:
         path = Path(run)
+        if path.is_dir() and (path / "ppo_judged_samples.csv").exists():
+            out[str(run)] = judged_samples_file_quality(path / "ppo_judged_samples.csv")
+            continue
         path = path / "ppo_samples.csv" if path.is_dir() else path
-        out[str(run)] = ppo_samples_quality(path)
+        out[str(run)] = (judged_samples_file_quality(path) if path.name == "ppo_judged_samples.csv"
+                         else ppo_samples_quality(path))
     print(json.dumps(out, indent=1))
 
 

@@ -34,7 +34,7 @@ from rcollapse.data.rewardbench_sections import (
     SECTIONS,
 )
 from rcollapse.data.sentiment_gold import vader_compound
-from rcollapse.data.synthetic_reviews import review_prompt, review_text
+from rcollapse.data.synthetic_reviews import NEGATABLE, adjective_pools, review_prompt, review_text
 
 OFFLINE_PREFERENCES = "dataset=preference_offline"
 
@@ -44,6 +44,10 @@ OFFLINE_SECTIONS = {
     "Subtle": "gold rewards close (0.05 ≤ |Δ| < 0.3)",
     "Negation": "every clause negated ('not boring'): sentiment must be read through 'not'",
     "Length trap": "the chosen response is the shorter one (1 clause against 3–4)",
+    "Negated praise": "every negative clause is negated praise ('not great'), the form that training pairs "
+                      "made with negatable=positive never show",
+    "Unseen words": "every adjective is one of the held_out_adjectives that training pairs never use "
+                    "(only when some are held out)",
 }
 
 
@@ -56,25 +60,44 @@ class PreferenceOfflineSource:
     P(a ≻ b) = σ((g_a − g_b)/temperature); test pairs are ordered by the gold reward and split
     into :data:`OFFLINE_SECTIONS`. Every pair carries both responses' gold rewards
     (``gold_chosen``, ``gold_rejected``) for the uncertainty-quality report.
+
+    ``negatable`` chooses which clauses of the training and validation responses may be negated
+    (with probability ``p_negated``): ``any``, or ``positive`` (only praise by litotes, "not
+    boring": the word "not" then always marks a positive clause, a spurious cue that a proxy can
+    learn and that negated praise, "not great", contradicts; the test section "Negated praise"
+    and a policy that learns to write "not" find it). ``held_out_adjectives`` = h > 0 keeps the
+    last h positive and h negative adjectives out of the training and validation pairs and of
+    every test section but "Unseen words", which uses only them: a region of the text the reward
+    model never saw rated (the policy's corpus and the gold know those words).
     """
 
     def __init__(self, num_train: int = 4000, num_val: int = 256, num_test_per_section: int = 100,
-                 temperature: float = 0.1, p_negated: float = 0.2, seed: int = 0):
+                 temperature: float = 0.1, p_negated: float = 0.2, seed: int = 0, negatable: str = "any",
+                 held_out_adjectives: int = 0):
         if not temperature > 0:
             raise ValueError(f"dataset.datamodule.train_source.temperature must be > 0, got {temperature}")
+        if negatable not in NEGATABLE:
+            raise ValueError(f"dataset.datamodule.train_source.negatable must be one of {list(NEGATABLE)}, "
+                             f"got {negatable!r}")
         self.num_train, self.num_val = int(num_train), int(num_val)
         self.num_test_per_section = int(num_test_per_section)
         self.temperature, self.p_negated, self.seed = float(temperature), float(p_negated), int(seed)
+        self.negatable = negatable
+        self.held_out_adjectives = int(held_out_adjectives)
+        self.seen = adjective_pools(self.held_out_adjectives, "seen")
+        self.unseen = adjective_pools(self.held_out_adjectives, "held_out")
 
-    def _candidates(self, rng, count: int, p_negated: float, sentences=(1, 4)):
+    def _candidates(self, rng, count: int, p_negated: float, sentences=(1, 4), negatable: str = "any",
+                    adjectives=None):
+        adjectives = adjectives or self.seen
         prompts = [review_prompt(rng) for _ in range(count)]
-        texts = [[review_text(rng, rng.uniform(-1, 1), int(rng.integers(sentences[0], sentences[1] + 1)), p_negated)
-                  for _ in range(2)] for _ in range(count)]
+        texts = [[review_text(rng, rng.uniform(-1, 1), int(rng.integers(sentences[0], sentences[1] + 1)), p_negated,
+                              negatable, adjectives) for _ in range(2)] for _ in range(count)]
         gold = np.array(vader_compound([t for pair in texts for t in pair])).reshape(count, 2)
         return prompts, texts, gold
 
     def _labelled(self, rng, count: int, split: str) -> list[PreferencePair]:
-        prompts, texts, gold = self._candidates(rng, count, self.p_negated)
+        prompts, texts, gold = self._candidates(rng, count, self.p_negated, negatable=self.negatable)
         p_first = 1 / (1 + np.exp(-(gold[:, 0] - gold[:, 1]) / self.temperature))
         first = rng.random(count) < p_first
         pairs = []
@@ -94,15 +117,20 @@ class PreferenceOfflineSource:
                 raise RuntimeError(f"could not generate the offline section {section!r}")
             if section == "Length trap":
                 prompts = [review_prompt(rng) for _ in range(256)]
-                short = [review_text(rng, rng.uniform(-1, 1), 1) for _ in range(256)]
-                long = [review_text(rng, rng.uniform(-1, 1), int(rng.integers(3, 5))) for _ in range(256)]
+                short = [review_text(rng, rng.uniform(-1, 1), 1, adjectives=self.seen) for _ in range(256)]
+                long = [review_text(rng, rng.uniform(-1, 1), int(rng.integers(3, 5)), adjectives=self.seen)
+                        for _ in range(256)]
                 gold = np.array(vader_compound(short + long)).reshape(2, 256).T
                 texts = [[s, lo] for s, lo in zip(short, long, strict=True)]
                 keep = gold[:, 0] - gold[:, 1] >= 0.3  # the short one is better
             else:
-                prompts, texts, gold = self._candidates(rng, 256, 1.0 if section == "Negation" else self.p_negated)
+                p_negated = 1.0 if section in ("Negation", "Negated praise") else self.p_negated
+                prompts, texts, gold = self._candidates(
+                    rng, 256, p_negated, negatable="negative" if section == "Negated praise" else "any",
+                    adjectives=self.unseen if section == "Unseen words" else self.seen)
                 gap = np.abs(gold[:, 0] - gold[:, 1])
-                keep = {"Clear": gap >= 0.6, "Subtle": (gap >= 0.05) & (gap < 0.3), "Negation": gap >= 0.3}[section]
+                keep = {"Clear": gap >= 0.6, "Subtle": (gap >= 0.05) & (gap < 0.3), "Negation": gap >= 0.3,
+                        "Negated praise": gap >= 0.3, "Unseen words": gap >= 0.3}[section]
             for i in np.flatnonzero(keep):
                 if len(pairs) == self.num_test_per_section:
                     break
@@ -116,7 +144,8 @@ class PreferenceOfflineSource:
         rng = np.random.default_rng(self.seed)
         train = self._labelled(rng, self.num_train, "train")
         val = self._labelled(rng, self.num_val, "val")
-        test = [pair for section in OFFLINE_SECTIONS for pair in self._section(rng, section)]
+        sections = [s for s in OFFLINE_SECTIONS if s != "Unseen words" or self.held_out_adjectives > 0]
+        test = [pair for section in sections for pair in self._section(rng, section)]
         return {"train": train, "val": val, "test": test}
 
 

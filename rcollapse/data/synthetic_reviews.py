@@ -28,12 +28,32 @@ REVIEW_WORDS = tuple(dict.fromkeys(NOUNS + POSITIVE + NEGATIVE + INTENSIFIERS + 
                                    + tuple(w for o in OPENERS for w in o.split())))
 
 
-def review_sentence(rng: np.random.Generator, positive: bool, negated: bool = False) -> str:
+NEGATABLE = ("any", "positive", "negative")
+
+
+def adjective_pools(held_out: int = 0, which: str = "seen") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(positive, negative) adjectives: with ``held_out`` = h > 0, the last h of each list are held
+    out; ``which="seen"`` gives the others, ``"held_out"`` those h (``"all"``: every adjective)."""
+    if not 0 <= held_out < min(len(POSITIVE), len(NEGATIVE)):
+        raise ValueError(f"held_out adjectives must be in [0, {min(len(POSITIVE), len(NEGATIVE)) - 1}], got {held_out}")
+    if which == "all" or held_out == 0:
+        return POSITIVE, NEGATIVE
+    if which == "seen":
+        return POSITIVE[:-held_out], NEGATIVE[:-held_out]
+    if which == "held_out":
+        return POSITIVE[-held_out:], NEGATIVE[-held_out:]
+    raise ValueError(f"which must be 'seen', 'held_out' or 'all', got {which!r}")
+
+
+def review_sentence(rng: np.random.Generator, positive: bool, negated: bool = False,
+                    adjectives: tuple[tuple[str, ...], tuple[str, ...]] = (POSITIVE, NEGATIVE)) -> str:
     """One clause about a film whose sentiment is ``positive`` (a negated clause says the
-    opposite adjective: "was not boring" for a positive one)."""
+    opposite adjective: "was not boring" for a positive one, "was not great" for a negative one),
+    its adjective drawn from ``adjectives`` (positive ones, negative ones)."""
     noun = NOUNS[rng.integers(len(NOUNS))]
     says_positive = positive != negated
-    adjective = (POSITIVE if says_positive else NEGATIVE)[rng.integers(len(POSITIVE if says_positive else NEGATIVE))]
+    pool = adjectives[0] if says_positive else adjectives[1]
+    adjective = pool[rng.integers(len(pool))]
     intensifier = f"{INTENSIFIERS[rng.integers(len(INTENSIFIERS))]} " if rng.random() < 0.3 and not negated else ""
     negation = f"{NEGATIONS[rng.integers(len(NEGATIONS))]} " if negated else ""
     verb = "were" if noun.endswith("s") else "was"
@@ -45,11 +65,20 @@ def review_sentence(rng: np.random.Generator, positive: bool, negated: bool = Fa
     return f"the {noun} felt {negation}{intensifier}{adjective}"
 
 
-def review_text(rng: np.random.Generator, sentiment: float, num_sentences: int, p_negated: float = 0.0) -> str:
+def review_text(rng: np.random.Generator, sentiment: float, num_sentences: int, p_negated: float = 0.0,
+                negatable: str = "any", adjectives: tuple[tuple[str, ...], tuple[str, ...]] = (POSITIVE, NEGATIVE)) -> str:
     """``num_sentences`` clauses, each positive with probability (1 + sentiment)/2, joined into
-    sentences ("... and ...", "... but ...", ". ")."""
-    clauses = [review_sentence(rng, rng.random() < (1 + sentiment) / 2, rng.random() < p_negated)
-               for _ in range(num_sentences)]
+    sentences ("... and ...", "... but ...", ". "). A clause is negated with probability
+    ``p_negated`` if its sentiment is ``negatable``: ``any``; ``positive`` (only praise by litotes,
+    "not boring", is written); ``negative`` (only negated praise, "not great"). Adjectives come from
+    ``adjectives`` (:func:`adjective_pools`)."""
+    if negatable not in NEGATABLE:
+        raise ValueError(f"negatable must be one of {NEGATABLE}, got {negatable!r}")
+    clauses = []
+    for _ in range(num_sentences):
+        positive, draw = rng.random() < (1 + sentiment) / 2, rng.random() < p_negated
+        negated = draw and (negatable == "any" or positive == (negatable == "positive"))
+        clauses.append(review_sentence(rng, positive, negated, adjectives))
     text = clauses[0]
     for clause in clauses[1:]:
         text += (" and ", " but ", " . ")[rng.integers(3)] + clause

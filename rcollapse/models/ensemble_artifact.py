@@ -2,7 +2,8 @@
 
 A directory with ``backbone/`` (``save_pretrained``), ``tokenizer/``, ``heads.pt`` (the k linear
 heads) and ``ensemble.json`` (number of heads, their initialisation seeds, pooling, maximum
-length, and ``normalisation``: each head's ``mean`` and ``std`` over the training responses).
+length, ``normalisation``: each head's ``mean`` and ``std`` over the training responses, and
+``head_features``: the pooled features each head reads, null when every head reads all).
 :func:`load_ensemble` gives a :class:`RewardEnsemble` whose :meth:`~RewardEnsemble.score`
 returns every head's normalised reward ``(s_k − mean_k) / std_k`` and their mean and sample
 variance for (prompt, response) texts.
@@ -47,6 +48,9 @@ def save_ensemble(reward_model: RewardModel, tokenizer, path: str | Path, max_le
     meta = {"version": ARTIFACT_VERSION, "num_heads": reward_model.num_heads, "pooling": reward_model.pooling,
             "max_length": int(max_length), "head_seeds": [int(s) for s in head_seeds],
             "normalisation": {"mean": norm.mean.float().cpu().tolist(), "std": norm.std.float().cpu().tolist()},
+            # the pooled features each head reads (indices), or null when every head reads all
+            "head_features": (None if bool(reward_model.feature_mask.bool().all())
+                              else [row.nonzero().flatten().tolist() for row in reward_model.feature_mask.cpu()]),
             **(extra or {})}
     (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
     return path
@@ -121,4 +125,9 @@ def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> Rewar
     model = RewardModel(backbone, num_heads=int(meta["num_heads"]), pooling=meta["pooling"])
     model.heads.load_state_dict(torch.load(path / "heads.pt", map_location="cpu", weights_only=True))
     model.normalisation.set(torch.tensor(meta["normalisation"]["mean"]), torch.tensor(meta["normalisation"]["std"]))
+    if meta.get("head_features") is not None:
+        mask = torch.zeros_like(model.feature_mask)
+        for k, indices in enumerate(meta["head_features"]):
+            mask[k, indices] = 1
+        model.set_feature_mask(mask)
     return RewardEnsemble(model, tokenizer, int(meta["max_length"]), meta).to(device)

@@ -9,6 +9,11 @@ so a head's offset, and the scale it happens to reach, carry no information; the
 fits the normalisation after training (each head's mean and std over the training responses),
 so that the heads' mean and variance compare rewards on one scale. It lives in the model (as
 buffers), so every path that scores with the model, and the saved ensemble, applies it.
+
+A head may see only some of the pooled features (:attr:`RewardModel.feature_mask` [k, H], all ones
+by default): linear heads trained on the same frozen features with a convex loss all reach the
+same optimum, so an ensemble whose heads should disagree where the data leave the reward
+undetermined gives each head its own random subset (the ensemble stage's ``head_feature_fraction``).
 """
 
 from __future__ import annotations
@@ -114,6 +119,25 @@ class RewardModel(nn.Module):
             nn.init.normal_(self.heads.weight, std=head_init_std)
             nn.init.zeros_(self.heads.bias)
         self.normalisation = HeadNormalisation(num_heads)
+        # head k reads the pooled features where feature_mask[k] is 1 (all, unless set_feature_mask)
+        self.register_buffer("feature_mask", torch.ones(num_heads, hidden_size))
+
+    @torch.no_grad()
+    def set_feature_mask(self, mask: torch.Tensor) -> None:
+        """Restrict head k to the features where ``mask[k]`` is 1 ([k, H] of 0/1; each row non-empty)."""
+        mask = torch.as_tensor(mask, dtype=self.feature_mask.dtype)
+        if mask.shape != self.feature_mask.shape:
+            raise ValueError(f"feature mask: expected shape {tuple(self.feature_mask.shape)}, got {tuple(mask.shape)}")
+        if not bool(((mask == 0) | (mask == 1)).all()) or not bool((mask.sum(1) > 0).all()):
+            raise ValueError("feature mask: entries must be 0 or 1 and every head must read at least one feature")
+        self.feature_mask.copy_(mask)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # checkpoints written before the feature mask existed hold none: every head reads every feature
+        state_dict.setdefault(prefix + "feature_mask", torch.ones_like(self.feature_mask))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     @property
     def num_heads(self) -> int:
@@ -129,7 +153,8 @@ class RewardModel(nn.Module):
 
     def raw_head_scores(self, features: torch.Tensor) -> torch.Tensor:
         """[S, k] the heads' outputs on pooled features, before the normalisation."""
-        return self.heads(features).float()
+        weight = self.heads.weight * self.feature_mask.to(self.heads.weight.dtype)
+        return nn.functional.linear(features, weight, self.heads.bias).float()
 
     def head_scores(self, features: torch.Tensor) -> torch.Tensor:
         """[S, k] the heads' rewards on pooled features: normalised (once fitted)."""

@@ -77,12 +77,21 @@ def head_init_seeds(base_seed: int, num_heads: int) -> list[int]:
     return [int(base_seed) * 1000 + j for j in range(1, num_heads)]
 
 
-def widen_heads(model: RewardModel, num_heads: int, seeds: list[int]) -> RewardModel:
-    """A reward model on the same backbone with ``num_heads`` heads: head 0 copied from ``model``,
-    the others drawn like ``nn.Linear``'s default (U(±1/√H)) from their own seeds."""
+def widen_heads(model: RewardModel, num_heads: int, seeds: list[int], feature_fraction: float = 1.0,
+                init_scale: float = 1.0) -> RewardModel:
+    """A reward model on the same backbone with ``num_heads`` heads: head 0 copied from ``model``
+    (it reads every feature), the others drawn like ``nn.Linear``'s default (U(±1/√H)), times
+    ``init_scale``, from their own seeds, each reading a random ``feature_fraction`` of the pooled
+    features (drawn from its seed after its weights; 1.0: every feature, the paper's heads)."""
+    if not init_scale > 0:
+        raise ValueError(f"stage.ensemble.head_init_scale must be > 0, got {init_scale}")
+    if not 0 < feature_fraction <= 1:
+        raise ValueError(f"stage.ensemble.head_feature_fraction must be in (0, 1], got {feature_fraction}")
     wide = RewardModel(model.backbone, num_heads=num_heads, pooling=model.pooling)
     hidden = model.heads.in_features
-    bound = 1 / math.sqrt(hidden)
+    bound = init_scale / math.sqrt(hidden)
+    mask = torch.ones(num_heads, hidden)
+    read = max(1, round(feature_fraction * hidden))
     with torch.no_grad():
         wide.heads.weight[0] = model.heads.weight[0]
         wide.heads.bias[0] = model.heads.bias[0]
@@ -90,6 +99,10 @@ def widen_heads(model: RewardModel, num_heads: int, seeds: list[int]) -> RewardM
             g = torch.Generator().manual_seed(seed)
             wide.heads.weight[j] = (torch.rand(hidden, generator=g, dtype=torch.float64) * 2 - 1).to(wide.heads.weight.dtype) * bound
             wide.heads.bias[j] = float((torch.rand(1, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+            if read < hidden:
+                mask[j] = 0
+                mask[j, torch.randperm(hidden, generator=g)[:read]] = 1
+    wide.set_feature_mask(mask)
     return wide
 
 
@@ -184,27 +197,65 @@ def fit_head_normalisation(reward_model: RewardModel, data, datamodule, normalis
     return summary
 
 
+HEAD_LR_SCHEDULES = ("constant", "cosine")
+
+
+def phase2_steps(num_pairs: int, batch_size: int, epochs: float) -> tuple[int, int]:
+    """(optimiser steps per epoch, total steps) of phase 2: ``epochs`` may be a fraction (the
+    paper's half epoch); at least one step."""
+    if not epochs > 0:
+        raise ValueError(f"stage.ensemble.head_epochs must be > 0, got {epochs}")
+    per_epoch = max(1, math.ceil(num_pairs / batch_size))
+    return per_epoch, max(1, round(epochs * per_epoch))
+
+
+def cosine_schedule(total_steps: int):
+    """optimizer -> a cosine decay of the learning rate from its value to 0 over ``total_steps``
+    (no warm-up), as HF's ``get_cosine_schedule_with_warmup(0, total_steps)``."""
+    def build(optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    return build
+
+
 def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
+    """k heads on the frozen backbone: ``head_epochs`` (a fraction allowed) at ``head_lr`` with a
+    constant or cosine schedule, stopped early once every head's loss EMA is at or below
+    ``head_loss_threshold`` (null: never), then the heads' normalisation is fitted."""
     e = cfg.stage.ensemble
     seeds = head_init_seeds(e.head_init_seed, int(e.num_heads))
-    ensemble = widen_heads(reward_model, int(e.num_heads), seeds)
+    ensemble = widen_heads(reward_model, int(e.num_heads), seeds, float(e.get("head_feature_fraction", 1.0)),
+                           float(e.get("head_init_scale", 1.0)))
     freeze = bool(e.freeze_backbone)
     data, info = phase2_data(cfg, ensemble, tokenizer, datamodule, cache=freeze and bool(e.cache_features))
     weights = None
     if e.bootstrap:
         weights = bootstrap_counts(len(datamodule.pairs("train")), int(e.num_heads), int(e.bootstrap_seed))
+    batch = int(e.head_batch_size) if isinstance(data, PairFeatureDataModule) else int(cfg.dataset.datamodule.batch_size)
+    per_epoch, total = phase2_steps(len(datamodule.pairs("train")), batch, float(e.head_epochs))
+    schedule = str(e.get("head_lr_schedule", "constant"))
+    if schedule not in HEAD_LR_SCHEDULES:
+        raise ValueError(f"stage.ensemble.head_lr_schedule must be one of {list(HEAD_LR_SCHEDULES)}, got {schedule!r}")
     optimizer = instantiate(cfg.stage.optimizer, lr=float(e.head_lr))
     module = instantiate(cfg.stage.module, reward_model=ensemble, optimizer=optimizer, freeze_backbone=freeze,
-                         bootstrap_weights=weights)
+                         bootstrap_weights=weights, lr_scheduler=cosine_schedule(total) if schedule == "cosine" else None)
+    stop = LossThresholdStop(e.get("head_loss_threshold"), monitor="ens/train/loss_ema_max_head")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers, max_steps=-1, max_epochs=int(e.head_epochs), val_check_interval=None,
-        check_val_every_n_epoch=1, callbacks=[_checkpoints(output_dir, "phase2", cfg.stage.checkpoint_every_n_steps)])
+        cfg.trainer, logger=loggers, max_steps=total, max_epochs=-1, val_check_interval=min(per_epoch, total),
+        check_val_every_n_epoch=1,
+        callbacks=[_checkpoints(output_dir, "phase2", cfg.stage.checkpoint_every_n_steps), stop])
     ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase2")
     if ckpt:
         print(f"resuming phase 2 from {ckpt}")
     with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext():
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     info.update(final_metrics(trainer.callback_metrics))
+    info.update({"ens/phase2/steps": float(trainer.global_step), "ens/phase2/planned_steps": float(total),
+                 "ens/phase2/stopped_at_loss": float(stop.reached),
+                 "ens/phase2/loss_ema_max_head": float(module.loss_ema_heads.max())})
+    print(f"phase 2: {trainer.global_step} of {total} steps ({schedule} lr {float(e.head_lr):g}), largest head "
+          f"loss EMA {float(module.loss_ema_heads.max()):.3f}"
+          + (f" (threshold {e.get('head_loss_threshold')} reached)" if stop.reached else ""))
     info.update(fit_head_normalisation(ensemble, data, datamodule, normalise=bool(e.get("normalise_heads", True))))
     return module, trainer, data, seeds, info
 
@@ -260,6 +311,9 @@ def run_ensemble_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                       seeds, extra={"model": cfg.model.get("name_or_path", cfg.model.backbone._target_),
                                     "bootstrap": bool(e.bootstrap), "bootstrap_seed": int(e.bootstrap_seed),
                                     "normalise_heads": bool(info["ens/phase2/normalised"]),
+                                    "head_feature_fraction": float(e.get("head_feature_fraction", 1.0)),
+                                    "head_init_scale": float(e.get("head_init_scale", 1.0)),
+                                    "phase2_steps": int(info["ens/phase2/steps"]),
                                     "normalisation_responses": int(info["ens/phase2/normalisation_responses"])})
     result = {**summary, **info, **metrics, "ens/num_heads": float(e.num_heads)}
     print(f"ensemble: accuracy of the mean {metrics['ens/test/acc_mean']:.3f}, median variance of the chosen reward "

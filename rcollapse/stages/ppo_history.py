@@ -5,6 +5,10 @@ judge (the gold, ``ppo/eval/judge_mean``) and by the reward PPO optimises (the p
 ``ppo/eval/proxy_mean``), with their KL from the reference policy (``ppo/eval/kl``); the
 reference policy's own gold and proxy beside them (``*_ref``, its KL is 0).
 
+Every judged response is also kept (:attr:`PPOHistory.judged`: iteration, prompt, response, gold,
+proxy, the ensemble's mean and σ², KL): the samples on which the uncertainty report asks whether
+σ² knows where the reward is wrong as the policy moves away from π0 (``ppo_judged_samples.csv``).
+
 The history is callback state, so it is saved in every checkpoint and a resumed run's history
 (``ppo_history.csv``, ``figures/ppo_training.png``) covers the whole run, the interrupted part
 included, once.
@@ -29,6 +33,8 @@ from rcollapse.analysis.ppo_report import (
 )
 from rcollapse.ppo_objective import combine_heads, kl_per_token
 
+JUDGED_COLUMNS = ["step", "policy", "prompt", "response", "gold", "proxy", "mean", "variance", "kl"]
+
 
 def sequence_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """KL(π‖π0) of each sampled response [B]: the sum over its real tokens of the k1 log-ratio
@@ -45,6 +51,8 @@ class JudgedResponses:
     gold: np.ndarray
     proxy: np.ndarray
     kl: np.ndarray
+    mean: np.ndarray  # the ensemble's mean over heads
+    variance: np.ndarray  # and its variance over heads (σ²)
 
 
 class PPOHistory(L.Callback):
@@ -61,6 +69,7 @@ class PPOHistory(L.Callback):
     def __init__(self, judge=None, judge_prompts: list[str] | None = None, judge_every_n_updates: int = 0,
                  num_updates: int | None = None, judge_seed: int = 0, batch_size: int = 64):
         self.rows: list[dict] = []
+        self.judged: list[dict] = []  # every judged response (see keep)
         self.judge, self.judge_prompts = judge, list(judge_prompts or [])
         self.judge_every, self.num_updates, self.judge_seed = int(judge_every_n_updates), num_updates, int(judge_seed)
         self.batch_size = int(batch_size)
@@ -94,12 +103,22 @@ class PPOHistory(L.Callback):
         out = pl_module.scorer(self.judge_prompts, texts)
         proxy = combine_heads(out.scores, h.reward_combination, h.reward_head, h.reward_penalty)
         return JudgedResponses(texts, np.asarray(self.judge.score(self.judge_prompts, texts), dtype=float),
-                               proxy.detach().float().cpu().numpy(), torch.cat(kls).double().numpy())
+                               proxy.detach().float().cpu().numpy(), torch.cat(kls).double().numpy(),
+                               out.mean.detach().float().cpu().numpy(), out.variance.detach().float().cpu().numpy())
+
+    def keep(self, step: int, policy: str, judged: JudgedResponses) -> None:
+        """Add the judged responses to :attr:`judged`."""
+        for i, text in enumerate(judged.texts):
+            self.judged.append({"step": step, "policy": policy, "prompt": self.judge_prompts[i], "response": text,
+                                "gold": float(judged.gold[i]), "proxy": float(judged.proxy[i]),
+                                "mean": float(judged.mean[i]), "variance": float(judged.variance[i]),
+                                "kl": float(judged.kl[i])})
 
     def on_train_start(self, trainer, pl_module):
         if self.judging and (self.reference_judge is None or self.reference_proxy is None):
             reference = self.judged_responses(pl_module, pl_module.reference)
             self.reference_judge, self.reference_proxy = float(reference.gold.mean()), float(reference.proxy.mean())
+            self.keep(-1, "reference", reference)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         row = {"step": len(self.rows),
@@ -107,6 +126,7 @@ class PPOHistory(L.Callback):
         last = self.num_updates is not None and row["step"] + 1 >= self.num_updates
         if self.judging and (row["step"] % self.judge_every == 0 or last):
             judged = self.judged_responses(pl_module, pl_module.policy.lm)
+            self.keep(row["step"], "policy", judged)
             evaluation = {EVAL_JUDGE: float(judged.gold.mean()), EVAL_PROXY: float(judged.proxy.mean()),
                           EVAL_KL: float(judged.kl.mean()),
                           EVAL_JUDGE_REF: self.reference_judge, EVAL_PROXY_REF: self.reference_proxy}
@@ -116,12 +136,13 @@ class PPOHistory(L.Callback):
 
     def state_dict(self) -> dict:
         return {"rows": list(self.rows), "reference_judge": self.reference_judge,
-                "reference_proxy": self.reference_proxy}
+                "reference_proxy": self.reference_proxy, "judged": list(self.judged)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = list(state_dict.get("rows", []))
         self.reference_judge = state_dict.get("reference_judge")
         self.reference_proxy = state_dict.get("reference_proxy")
+        self.judged = list(state_dict.get("judged", []))
 
     def final_means(self, window: int) -> dict[str, float]:
         """``ppo/final/<name>``: the mean of ``ppo/train/<name>`` over the last ``window``
@@ -131,6 +152,13 @@ class PPOHistory(L.Callback):
             return {}
         keys = [k for k in last[-1] if k.startswith("ppo/train/")]
         return {k.replace("ppo/train/", "ppo/final/"): float(np.mean([r[k] for r in last if k in r])) for k in keys}
+
+    def write_judged_csv(self, path: Path) -> None:
+        """``ppo_judged_samples.csv``: every judged response (the reference policy's at step −1)."""
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=JUDGED_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.judged)
 
     def write_csv(self, path: Path) -> None:
         """One row per iteration; the judge's columns (``ppo/eval/*``) are empty where it did not run."""

@@ -6,7 +6,8 @@ Builds the policy (and a frozen reference copy), the prompts, the reward ensembl
 policy's and the reference policy's responses to the test prompts. Writes ``metrics.json``
 (``ppo/train/*`` of the last iteration, ``ppo/final/*`` their means over the last
 ``stage.final_window`` iterations, ``ppo/test/judge_mean`` and ``ppo/test/judge_mean_ref``),
-``ppo_history.csv`` (every iteration's metrics; every ``stage.judge_every_n_updates`` iterations the
+``ppo_judged_samples.csv`` (every judged response with gold, proxy, σ²; ``ppo/test/uq/*`` in
+``metrics.json``: does σ² track the reward's error there), ``ppo_history.csv`` (every iteration's metrics; every ``stage.judge_every_n_updates`` iterations the
 over-optimisation point ``ppo/eval/{proxy_mean,judge_mean,kl}``: proxy and gold scores of the same
 responses and their KL from π0), ``ppo_samples.csv`` (prompts, responses, scores, weights at
 intervals), ``figures/ppo_training.png`` (score, KL and β over training, and proxy and gold against
@@ -35,6 +36,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.analysis.ppo_report import plot_training
+from rcollapse.analysis.uncertainty_quality import judged_samples_quality
 from rcollapse.config_checks import ConfigError
 from rcollapse.config_resolvers import config_choice
 from rcollapse.models.ensemble_artifact import (
@@ -56,7 +58,7 @@ from rcollapse.training_run import (
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 # bump when the ensemble stage's code changes what an offline ensemble is (a new key: retrained)
-OFFLINE_ENSEMBLE_FORMAT = 3  # 3: heads normalised over the training responses (artifact version 2)
+OFFLINE_ENSEMBLE_FORMAT = 4  # 4: testbed data (negatable, held-out adjectives), phase-2 schedule, feature subsets
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,12 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                **history.final_means(int(s.final_window)),
                "ppo/test/judge_mean": float(judged.mean()), "ppo/test/judge_mean_ref": float(judged_ref.mean()),
                "ppo/test/judge_std": float(judged.std()), "ppo/test/judge_std_ref": float(judged_ref.std())}
+    if history.judged:  # does σ² know where the reward is wrong on the responses PPO leads to?
+        rows = history.judged
+        quality = judged_samples_quality([r["gold"] for r in rows], [r["mean"] for r in rows],
+                                         [r["variance"] for r in rows], [r["proxy"] for r in rows],
+                                         [r["policy"] for r in rows], [r["step"] for r in rows])
+        metrics.update({f"ppo/test/uq/{k}": v for k, v in quality.items() if np.isfinite(v)})
     if trainer.is_global_zero:
         (output_dir / "judge_scores.json").write_text(json.dumps(
             {"prompts": prompts, "policy": policy_texts, "reference": reference_texts,
@@ -231,6 +239,8 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
             writer.writeheader()
             writer.writerows(module.samples)
         history.write_csv(output_dir / "ppo_history.csv")
+        if history.judged:
+            history.write_judged_csv(output_dir / "ppo_judged_samples.csv")
         plot_training(history.rows, output_dir / "figures" / "ppo_training.png",
                       {"policy": metrics["ppo/test/judge_mean"], "reference": metrics["ppo/test/judge_mean_ref"]})
     for logger in trainer.loggers:

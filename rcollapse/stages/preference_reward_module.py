@@ -10,7 +10,8 @@ One module serves both phases of the ensemble stage (Banerjee & Gopalan, Section
 Optional bootstrap (beyond the paper): ``bootstrap_weights`` [N_train, k], each head's count
 of each training pair (multinomial resampling), weights the per-head losses.
 Metrics: ``ens/train/loss`` (Σ over heads), ``ens/train/loss_per_head`` (mean over heads),
-``ens/train/loss_ema``, ``ens/val/loss``, ``ens/val/acc_mean``; at test time the per-pair
+``ens/train/loss_ema`` (of that mean), ``ens/train/loss_ema_max_head`` (the largest of the heads'
+own loss EMAs: phase 2 may stop when every head is near a loss), ``ens/val/loss``, ``ens/val/acc_mean``; at test time the per-pair
 scores of every head are kept in :attr:`test_scores` for the accuracy table and variance
 analysis (``rcollapse.analysis.ensemble_report``).
 """
@@ -31,11 +32,13 @@ from rcollapse.training_run import NonFiniteLossError
 class PreferenceRewardModule(L.LightningModule):
     def __init__(self, reward_model: RewardModel, optimizer, freeze_backbone: bool = False,
                  bootstrap_weights: torch.Tensor | None = None, loss_ema_decay: float = 0.95,
-                 dropout: bool = True):
+                 dropout: bool = True, lr_scheduler=None):
         super().__init__()
-        self.save_hyperparameters(ignore=["reward_model", "optimizer", "bootstrap_weights"])
+        self.save_hyperparameters(ignore=["reward_model", "optimizer", "bootstrap_weights", "lr_scheduler"])
         self.reward_model = reward_model
         self.optimizer_factory = optimizer
+        # optimizer -> a scheduler stepped every training step (None: constant learning rate)
+        self.lr_scheduler_factory = lr_scheduler
         self.freeze_backbone = bool(freeze_backbone)
         self.dropout = bool(dropout)
         if self.freeze_backbone:
@@ -46,6 +49,7 @@ class PreferenceRewardModule(L.LightningModule):
         self.register_buffer("bootstrap_weights", bootstrap_weights, persistent=True)
         self.loss_ema_decay = float(loss_ema_decay)
         self.register_buffer("loss_ema", torch.tensor(float("nan")), persistent=True)
+        self.register_buffer("loss_ema_heads", torch.full((reward_model.num_heads,), float("nan")), persistent=True)
         self.test_scores: dict[str, torch.Tensor] | None = None
         self._test_parts: list = []
 
@@ -91,10 +95,14 @@ class PreferenceRewardModule(L.LightningModule):
         mean_head = float(per_head.detach().mean())
         ema = float(self.loss_ema)
         self.loss_ema.fill_(mean_head if math.isnan(ema) else self.loss_ema_decay * ema + (1 - self.loss_ema_decay) * mean_head)
+        heads = per_head.detach().to(self.loss_ema_heads)
+        self.loss_ema_heads.copy_(torch.where(torch.isnan(self.loss_ema_heads), heads,
+                                              self.loss_ema_decay * self.loss_ema_heads + (1 - self.loss_ema_decay) * heads))
         size = chosen.size(0)
         self.log("ens/train/loss", loss, prog_bar=True, batch_size=size)
         self.log("ens/train/loss_per_head", mean_head, batch_size=size)
         self.log("ens/train/loss_ema", float(self.loss_ema), prog_bar=True, batch_size=size)
+        self.log("ens/train/loss_ema_max_head", float(self.loss_ema_heads.max()), batch_size=size)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -127,4 +135,8 @@ class PreferenceRewardModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.reward_model.parameters() if p.requires_grad]
-        return self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(params)
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.lr_scheduler_factory(optimizer), "interval": "step"}}
