@@ -111,7 +111,7 @@ def test_a_changed_config_default_gives_a_new_offline_ensemble_key(tmp_path, mon
     before = ppo_stage.offline_ensemble_key(ppo_stage.compose_offline_ensemble_config(cfg))
     conf = tmp_path / "repo" / "conf"
     shutil.copytree(ppo_stage.REPO / "conf", conf, symlinks=True)
-    stage_file = conf / "stage" / "ensemble.yaml"
+    stage_file = conf / "ensemble_heads" / "offline.yaml"  # the default phase-2 schedule
     stage_file.write_text(stage_file.read_text().replace("head_epochs: 10", "head_epochs: 11"))
     monkeypatch.setattr(ppo_stage, "REPO", tmp_path / "repo")
     assert ppo_stage.offline_ensemble_key(ppo_stage.compose_offline_ensemble_config(cfg)) != before
