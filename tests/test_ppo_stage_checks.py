@@ -170,3 +170,13 @@ def test_every_ppo_error_names_a_key_that_exists_in_the_composed_config(tmp_path
         named = re.findall(r"\bstage\.[a-z_.]*[a-z_]", message)
         assert named == [key], (key, message)
         assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", key
+
+
+def test_the_default_offline_ensemble_is_the_testbed_s_lexical_one(tmp_path):
+    """stage=ppo's offline proxy: heads on the ngram backbone, started far apart, trained on the
+    testbed's pairs (litotes only, adjectives held out): the ensemble whose σ² tracks its error."""
+    ensemble = ppo_stage.compose_offline_ensemble_config(compose_config(["stage=ppo"], tmp_path))
+    assert ensemble.model.backbone._target_ == "rcollapse.models.ngram_encoder.build_ngram_encoder"
+    assert ensemble.stage.ensemble.head_init_scale == 30
+    source = ensemble.dataset.datamodule.train_source
+    assert (source.negatable, source.held_out_adjectives) == ("positive", 4)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+import rcollapse.models.ngram_encoder  # noqa: F401  (registers the ngram backbone with AutoModel)
 from rcollapse.data.preference_collator import PreferenceCollator
 from rcollapse.models.reward_model import RewardModel, RewardOutput
 

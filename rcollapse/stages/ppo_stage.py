@@ -58,7 +58,7 @@ from rcollapse.training_run import (
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 # bump when the ensemble stage's code changes what an offline ensemble is (a new key: retrained)
-OFFLINE_ENSEMBLE_FORMAT = 4  # 4: testbed data (negatable, held-out adjectives), phase-2 schedule, feature subsets
+OFFLINE_ENSEMBLE_FORMAT = 5  # 5: the lexical (ngram) backbone, adjectives held out of training
 
 
 @dataclass(frozen=True)
