@@ -31,6 +31,8 @@ def validate_config(cfg: DictConfig) -> None:
     validate_stage_model(cfg)
     if stage.get("name") == "ppo":
         validate_ppo(cfg)
+    if stage.get("name") == "ensemble":
+        validate_ensemble(cfg)
     if "dataset" in cfg and cfg.dataset is not None and "datamodule" in cfg.dataset:
         dm = cfg.dataset.datamodule
         for key in ("batch_size", "eval_batch_size"):
@@ -61,7 +63,7 @@ def validate_stage_data(cfg: DictConfig) -> None:
 # which part of a model group each training stage builds, and the model groups that provide it
 STAGE_MODEL = {
     "reward": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta"),
-    "ensemble": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta"),
+    "ensemble": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta|ngram"),
     "ppo": ("policy", "a causal-LM policy", "model=tiny_gpt2|gpt2"),
 }
 # model.dropout: the checkpoint's dropout active while training, or every dropout probability 0
@@ -88,6 +90,41 @@ def validate_stage_model(cfg: DictConfig) -> None:
              f"model.{part}: {options}); the chosen model group has no model.{part}")
     if name in ("reward", "ensemble"):
         dropout_enabled(cfg.model.get("dropout", True))
+
+
+def _number(value) -> float | None:
+    """``value`` as a float, or None when it is not a number (a string, a bool, a list)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def validate_ensemble(cfg: DictConfig) -> None:
+    """Every ``stage=ensemble`` choice, before phase 1 (issue 16: a one-head ensemble has no
+    variance; a threshold that is not a number failed at step 10, a negative one ran silently)."""
+    from rcollapse.stages.ensemble_stage import HEAD_LR_SCHEDULES
+
+    e = cfg.stage.ensemble
+    heads = e.get("num_heads")
+    _require(isinstance(heads, int) and not isinstance(heads, bool) and heads >= 2, "stage.ensemble.num_heads",
+             f"must be an integer >= 2 (one head has no variance to measure), got {heads!r}")
+    if e.get("artifact"):
+        return  # a saved ensemble is evaluated, nothing trains
+    for key, low in (("loss_threshold", 0.0), ("head_loss_threshold", 0.0)):
+        value = e.get(key)
+        if value is not None:
+            number = _number(value)
+            _require(number is not None and number > low, f"stage.ensemble.{key}",
+                     f"must be a number > {low:g} (a loss) or null (no early stop), got {value!r}")
+    for key in ("head_lr", "head_epochs", "head_init_scale"):
+        number = _number(e.get(key))
+        _require(number is not None and number > 0, f"stage.ensemble.{key}", f"must be a number > 0, got {e.get(key)!r}")
+    fraction = _number(e.get("head_feature_fraction", 1.0))
+    _require(fraction is not None and 0 < fraction <= 1, "stage.ensemble.head_feature_fraction",
+             f"must be a number in (0, 1], got {e.get('head_feature_fraction')!r}")
+    schedule = e.get("head_lr_schedule", "constant")
+    _require(schedule in HEAD_LR_SCHEDULES, "stage.ensemble.head_lr_schedule",
+             f"must be one of {', '.join(HEAD_LR_SCHEDULES)}; got {schedule!r}")
 
 
 def validate_ppo(cfg: DictConfig) -> None:

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.config_checks import validate_config
+from rcollapse.resume_checks import check_resume
 from rcollapse.config_resolvers import register_resolvers
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def run(cfg: DictConfig) -> float | None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).propagate = False
     leader = _is_rank_zero()  # in DDP every rank runs this; only rank 0 writes the run's files
+    check_resume(cfg, output_dir)  # before this attempt overwrites the run's config_resolved.yaml
     status_path = output_dir / "status.json"
     if leader:
         (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -71,7 +71,7 @@ def test_vanilla_arm_reuses_the_shared_ensemble_and_weights_are_one(ppo_run, tmp
 
 def test_a_resumed_run_continues_from_its_last_checkpoint(ppo_run, capsys):
     out = ppo_run / "run"
-    run(compose_config([*SMALL, "stage.num_updates=6", f"resume={out}", f"paths.cache_dir={ppo_run / 'cache'}"],
+    run(compose_config([*SMALL, "stage.num_updates=6", f"resume={out}", "resume_force=true", f"paths.cache_dir={ppo_run / 'cache'}"],
                        ppo_run))
     printed = capsys.readouterr().out
     assert "resuming from" in printed and "last.ckpt" in printed

@@ -180,3 +180,38 @@ def test_the_default_offline_ensemble_is_the_testbed_s_lexical_one(tmp_path):
     assert ensemble.stage.ensemble.head_init_scale == 30
     source = ensemble.dataset.datamodule.train_source
     assert (source.negatable, source.held_out_adjectives) == ("positive", 4)
+
+
+def test_variance_weighting_with_a_one_head_ensemble_is_refused(tmp_path, monkeypatch):
+    """Issue 16, item 8: one head has no variance, so the KL weight would be 0."""
+    artifact = tmp_path / "ensemble"
+    artifact.mkdir()
+    (artifact / "ensemble.json").write_text('{"version": 2, "num_heads": 1, "normalisation": {}}')
+    message = _refused([f"stage.ensemble_path={artifact}"], tmp_path, monkeypatch)
+    assert message.startswith(f"stage.module.variance_weighted: the ensemble at stage.ensemble_path={artifact} has 1 head")
+    message = _refused(["stage.ensemble_overrides=['stage.ensemble.num_heads=1']"], tmp_path, monkeypatch)
+    assert message.startswith("stage.module.variance_weighted: the offline ensemble (stage.ensemble.num_heads in "
+                              "stage.ensemble_overrides) has 1 head")
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("stage.ensemble.num_heads=1", "stage.ensemble.num_heads"),
+    ("stage.ensemble.loss_threshold=-1", "stage.ensemble.loss_threshold"),
+    ("stage.ensemble.loss_threshold=abc", "stage.ensemble.loss_threshold"),
+    ("stage.ensemble.head_loss_threshold=0", "stage.ensemble.head_loss_threshold"),
+    ("stage.ensemble.head_epochs=0", "stage.ensemble.head_epochs"),
+    ("stage.ensemble.head_feature_fraction=1.5", "stage.ensemble.head_feature_fraction"),
+    ("stage.ensemble.head_init_scale=-2", "stage.ensemble.head_init_scale"),
+    ("stage.ensemble.head_lr_schedule=linear", "stage.ensemble.head_lr_schedule"),
+])
+def test_a_bad_ensemble_choice_fails_before_phase_one_naming_the_key(override, key, tmp_path, monkeypatch):
+    """Issue 16, items 8 and 10: refused before any training (phase 1 is patched to fail if reached)."""
+    from rcollapse.stages import ensemble_stage
+
+    def never(*args, **kwargs):
+        raise AssertionError("phase 1 ran")
+
+    monkeypatch.setattr(ensemble_stage, "run_phase1", never)
+    with pytest.raises(ConfigError) as err:
+        run(compose_config(["stage=ensemble", override], tmp_path))
+    assert str(err.value).startswith(f"{key}: must ")

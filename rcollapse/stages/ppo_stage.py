@@ -133,6 +133,11 @@ def ensemble_source(cfg: DictConfig) -> EnsembleSource:
     else:
         ensemble_cfg = compose_offline_ensemble_config(cfg)
         source = EnsembleSource(int(ensemble_cfg.stage.ensemble.num_heads), offline_config=ensemble_cfg)
+    if s.module.variance_weighted and source.num_heads < 2:
+        where = (f"the ensemble at stage.ensemble_path={source.path} has" if source.path is not None
+                 else "the offline ensemble (stage.ensemble.num_heads in stage.ensemble_overrides) has")
+        raise ConfigError(f"stage.module.variance_weighted: {where} {source.num_heads} head, and one head has no "
+                          "variance: the KL weight would be 0. Use an ensemble of at least 2 heads, or ppo_arm=vanilla")
     head = int(s.module.reward_head)
     if s.module.reward_combination == "head" and not 0 <= head < source.num_heads:
         raise ConfigError(f"stage.module.reward_head: must lie in [0, {source.num_heads - 1}] (the ensemble "
