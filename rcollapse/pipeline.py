@@ -19,8 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.config_checks import validate_config
-from rcollapse.resume_checks import check_resume
 from rcollapse.config_resolvers import register_resolvers
+from rcollapse.resume_checks import check_resume
 
 log = logging.getLogger(__name__)
 

@@ -74,20 +74,34 @@ def _rows_to_jsonl(rows: list[RankingRow], path: Path) -> None:
     tmp.replace(path)
 
 
-def read_jsonl_rows(path: str | Path) -> list[RankingRow]:
-    """Validated rows from a JSONL file; a bad line names the file and its line number."""
+def read_jsonl_rows(path: str | Path, key: str | None = None) -> list[RankingRow]:
+    """Validated rows from a JSONL file (UTF-8). A missing path, a directory, an empty file, a
+    line that is not UTF-8 or not JSON, or a malformed row fails naming the file (and the line),
+    and ``key``, the config key that gave the path, when known."""
+    path = Path(path)
+    where = f"{key}: {path}" if key else str(path)
+    if not path.exists():
+        raise MalformedRowError(f"{where} does not exist; pass the path of a JSONL file of rankings "
+                                "(one JSON object per line: prompt, completions, ranking, type)")
+    if path.is_dir():
+        raise MalformedRowError(f"{where} is a directory, not a JSONL file of rankings")
     rows = []
-    with Path(path).open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for line_no, raw_line in enumerate(f, start=1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise MalformedRowError(f"{where}, line {line_no}: not UTF-8 text ({err.reason} at byte "
+                                        f"{err.start} of the line); save the file as UTF-8") from err
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
-                raise MalformedRowError(
-                    f"{path}, line {line_no}: not valid JSON ({err.msg})"
-                ) from err
+                raise MalformedRowError(f"{where}, line {line_no}: not valid JSON ({err.msg})") from err
             rows.append(validate_ranking_row(raw, line_no, str(path), unit="line"))
+    if not rows:
+        raise MalformedRowError(f"{where} holds no rows (the file is empty or blank)")
     return rows
 
 
@@ -182,8 +196,11 @@ class LongFormLengthSource:
 class JsonlRankingSource:
     """A researcher's own rankings: JSONL files of raw rows (prompt, completions, ranking, type)."""
 
-    def __init__(self, train_path: str, test_path: str):
+    def __init__(self, train_path: str, test_path: str, train_key: str = "dataset.train_path",
+                 test_key: str = "dataset.test_path"):
         self.train_path, self.test_path = Path(train_path), Path(test_path)
+        self.train_key, self.test_key = train_key, test_key
 
     def load(self) -> dict[str, list[RankingRow]]:
-        return {"train": read_jsonl_rows(self.train_path), "test": read_jsonl_rows(self.test_path)}
+        return {"train": read_jsonl_rows(self.train_path, self.train_key),
+                "test": read_jsonl_rows(self.test_path, self.test_key)}
