@@ -40,6 +40,17 @@ def build_loggers(cfg: DictConfig) -> list:
     return loggers
 
 
+def log_final_metrics(loggers, metrics: dict[str, float], step: int) -> None:
+    """Log a run's final (test) metrics through every logger and write them out now: after
+    ``trainer.fit``/``test`` nothing else flushes a logger, and a CSV logger only buffers until
+    ``save()`` (so ``ens/test/*``, ``ppo/test/*`` reach ``csv/metrics.csv`` and W&B, not only
+    ``metrics.json``)."""
+    for logger in loggers:
+        logger.log_metrics(metrics, step=step)
+        if hasattr(logger, "save"):
+            logger.save()
+
+
 def resolve_ckpt_path(cfg: DictConfig, output_dir: Path, checkpoint_dir: str = "checkpoints") -> str | None:
     """The checkpoint to continue from: with ``resume`` (true or a run dir, which is then this
     run's dir) or ``ckpt_path=last``, this run dir's ``{checkpoint_dir}/last.ckpt`` if it exists

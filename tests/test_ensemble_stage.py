@@ -40,6 +40,13 @@ def test_ensemble_stage_writes_table_figures_metrics_and_artifact(ensemble_run):
     # the testbed's proxy reads "not" as praise (negation sections below chance by design); the clear pairs it gets
     assert metrics["ens/test/clear/acc_mean"] > 0.7  # chance is 0.5
     assert metrics["ens/test/var_chosen_median"] > 0 and metrics["ens/test/var_diff_median"] > 0
+    # the final metrics reach the run's CSV log too (issue 16, item 12), after every training row
+    import csv
+
+    logged = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    assert any(r.get("ens/train/loss") for r in logged)
+    finals = [r for r in logged if r.get("ens/test/acc_mean")]
+    assert len(finals) == 1 and float(finals[0]["ens/test/acc_mean"]) == pytest.approx(metrics["ens/test/acc_mean"])
     table = (out / "ensemble_accuracy.md").read_text()
     assert "| head 3 |" in table and "**ensemble mean**" in table and "Length trap" in table
     assert (out / "figures" / "ensemble_variance.png").stat().st_size > 5000

@@ -53,6 +53,10 @@ def test_ppo_stage_writes_every_metric_and_file(ppo_run):
     assert all(float(r["variance"]) >= 0 for r in rows)
     assert metrics["ppo/test/uq/num_samples"] == 96 and -1 <= metrics["ppo/test/uq/spearman_var_abs_error"] <= 1
     assert metrics["ppo/test/uq/var_last_over_ref"] > 0
+    logged = list(csv.DictReader((out / "csv" / "metrics.csv").open()))  # the final metrics reach the CSV log
+    assert sum(1 for r in logged if r.get("ppo/train/kl")) == 4
+    finals = [r for r in logged if r.get("ppo/test/judge_mean")]
+    assert len(finals) == 1 and float(finals[0]["ppo/test/judge_mean"]) == pytest.approx(metrics["ppo/test/judge_mean"])
     judged = json.loads((out / "judge_scores.json").read_text())
     assert len(judged["policy_scores"]) == len(judged["reference_scores"]) == 32
     assert (ppo_run / "cache" / "ppo_ensembles").is_dir()  # the offline ensemble, trained once

@@ -51,6 +51,7 @@ from rcollapse.training_run import (
     build_loggers,
     final_metrics,
     frozen_modules_in_eval_mode,
+    log_final_metrics,
     resolve_ckpt_path,
     wants_resume,
 )
@@ -281,8 +282,8 @@ def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) ->
         plot_variance_histograms(variances, output_dir / "figures" / "ensemble_variance.png", title=title)
         torch.save(scores, output_dir / "ensemble_test_scores.pt")
         print((output_dir / "ensemble_accuracy.md").read_text())
+    log_final_metrics(trainer.loggers, metrics, trainer.global_step)
     for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=trainer.global_step)
         if hasattr(logger, "log_image"):
             logger.log_image("ens/test/variance_histograms", [str(output_dir / "figures" / "ensemble_variance.png")])
             for key, path in uq_figures.items():

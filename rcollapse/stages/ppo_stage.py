@@ -52,6 +52,7 @@ from rcollapse.training_run import (
     build_loggers,
     final_metrics,
     frozen_modules_in_eval_mode,
+    log_final_metrics,
     resolve_ckpt_path,
 )
 
@@ -248,8 +249,9 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
             history.write_judged_csv(output_dir / "ppo_judged_samples.csv")
         plot_training(history.rows, output_dir / "figures" / "ppo_training.png",
                       {"policy": metrics["ppo/test/judge_mean"], "reference": metrics["ppo/test/judge_mean_ref"]})
+    log_final_metrics(trainer.loggers, {k: v for k, v in metrics.items() if k.startswith("ppo/test/")},
+                      trainer.global_step)
     for logger in trainer.loggers:
-        logger.log_metrics({k: v for k, v in metrics.items() if k.startswith("ppo/test/")}, step=trainer.global_step)
         if hasattr(logger, "log_table") and module.samples:
             logger.log_table("ppo/samples", columns=list(module.samples[0]), data=[list(r.values()) for r in module.samples])
     print(f"PPO ({'variance-weighted' if s.module.variance_weighted else 'vanilla'} KL): judge {metrics['ppo/test/judge_mean']:.3f} "
