@@ -36,6 +36,8 @@ def build_loggers(cfg: DictConfig) -> list:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
     for each in loggers:
+        if hasattr(each, "keep_existing"):  # the CSV log keeps the interrupted part of a resumed run
+            each.keep_existing = wants_resume(cfg)
         each.log_hyperparams(resolved)
     return loggers
 

@@ -80,7 +80,7 @@ def test_default_config_is_the_documented_default_job(tmp_path):
     }
     assert choices == {
         "stage": "run_reward_stage", "dataset": "LengthOfflineSource",
-        "model": "build_tiny_encoder", "hardware": "cpu", "logger": "CSVLogger",
+        "model": "build_tiny_encoder", "hardware": "cpu", "logger": "ResumableCSVLogger",
     }
 
 

@@ -109,3 +109,33 @@ def test_malformed_row_stops_before_training_and_names_the_line(tmp_path):
     with pytest.raises(MalformedRowError, match=r"train.jsonl, line 2.*ties"):
         run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_crashed_run_resumed_keeps_every_logged_step_once(tmp_path, monkeypatch):
+    """Issue 16, item 1: Lightning's CSV logger deleted csv/metrics.csv on resume."""
+    import csv
+
+    import pytest
+
+    from rcollapse.stages.ranking_reward_module import RankingRewardModule
+
+    original = RankingRewardModule.training_step
+
+    def crash_at_step_4(self, batch, batch_idx):
+        if self.global_step >= 4:
+            raise RuntimeError("node lost")
+        return original(self, batch, batch_idx)
+
+    common = ["utility=x", *FAST_TRAINING, "trainer.log_every_n_steps=1"]
+    monkeypatch.setattr(RankingRewardModule, "training_step", crash_at_step_4)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run(compose_config(common, tmp_path))
+    monkeypatch.undo()
+    out = tmp_path / "run"
+    before = [r for r in csv.DictReader((out / "csv" / "metrics.csv").open()) if r.get("rm/train/loss")]
+    assert [int(r["step"]) for r in before] == [0, 1, 2, 3]
+    run(compose_config([*common, f"resume={out}"], tmp_path))
+    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
+    train_steps = [int(r["step"]) for r in rows if r.get("rm/train/loss")]
+    assert train_steps == [0, 1, 2, 3, 4, 5]  # the interrupted part kept, step 3 (after the checkpoint) once
+    assert [r["rm/train/loss"] for r in rows if r.get("rm/train/loss")][:3] == [r["rm/train/loss"] for r in before][:3]
