@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_rows import RankingRow
+from rcollapse.data.ranking_truncation import check_truncation
 from rcollapse.data.resumable_sampler import ResumableShuffleSampler
 
 
@@ -58,6 +59,8 @@ class RankingDataModule(L.LightningDataModule):
         self.source = source
         self.tokenizer = tokenizer
         self.collate = RankingCollator(tokenizer, max_length=max_length)
+        self.max_length = int(max_length)
+        self.truncated: dict[str, int] = {}  # truncated completions per split (check_truncation)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
         self.train_probe_size = train_probe_size
@@ -77,6 +80,8 @@ class RankingDataModule(L.LightningDataModule):
             for name in ("train", "test"):
                 if not splits.get(name):
                     raise ValueError(f"{type(self.source).__name__}.load() gave no {name!r} rows")
+            self.truncated = check_truncation({n: splits[n] for n in ("train", "test")}, self.tokenizer,
+                                              self.max_length)
             self.splits = splits
 
     def _rows(self, split: str) -> list[RankingRow]:

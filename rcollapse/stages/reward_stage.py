@@ -49,6 +49,8 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     fit_metrics = dict(trainer.callback_metrics)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = final_metrics(fit_metrics, trainer.callback_metrics)
+    # completions model.max_length cut (check_truncation warned when any were)
+    metrics.update({f"rm/data/truncated_{split}": float(n) for split, n in datamodule.truncated.items()})
     print_summary(metrics, output_dir)
     return metrics
 
