@@ -7,6 +7,7 @@ it), ``status.json`` (running → completed | failed, with the traceback), ``met
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from rcollapse.config_checks import validate_config
 from rcollapse.config_resolvers import register_resolvers
 from rcollapse.resume_checks import check_resume
+from rcollapse.run_lock import run_dir_lock
+from rcollapse.training_run import wants_resume
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,45 @@ def _finish_wandb(exit_code: int) -> None:
             print("W&B run saved offline; upload it with `wandb sync <run dir>/wandb/offline-run-*`")
 
 
+def _previous_status(status_path: Path) -> dict:
+    try:
+        return json.loads(status_path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
+    """Check a resume, record the run as running, run the stage, record the outcome."""
+    check_resume(cfg, output_dir)  # before this attempt overwrites the run's config_resolved.yaml
+    status_path = output_dir / "status.json"
+    previous = _previous_status(status_path)
+    if leader:
+        (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **_job_ids()})
+    try:
+        L.seed_everything(cfg.seed, workers=True)
+        stage_runner = instantiate(cfg.stage.runner)
+        metrics = stage_runner(cfg, output_dir)
+    except BaseException as err:
+        if leader:
+            error = f"{type(err).__name__}: {err}"
+            if previous.get("status") == "completed" and wants_resume(cfg):
+                # a failed resume of a finished run leaves the run finished (its results stand)
+                _write_json(status_path, {**previous, "last_resume_error": error,
+                                          "last_resume_traceback": traceback.format_exc()})
+            else:
+                _write_json(status_path, {"status": "failed", "stage": cfg.stage.name, "error": error,
+                                          "traceback": traceback.format_exc(), **_job_ids()})
+        _finish_wandb(exit_code=1)
+        raise
+    _finish_wandb(exit_code=0)
+    if leader:
+        _write_json(output_dir / "metrics.json", metrics)
+        _write_json(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
+                                  **_job_ids()})
+    return metrics
+
+
 def run(cfg: DictConfig) -> float | None:
     """Run ``cfg.stage`` and return ``cfg.optimized_metric`` (for Hydra sweepers), if set.
 
@@ -81,30 +123,8 @@ def run(cfg: DictConfig) -> float | None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).propagate = False
     leader = _is_rank_zero()  # in DDP every rank runs this; only rank 0 writes the run's files
-    check_resume(cfg, output_dir)  # before this attempt overwrites the run's config_resolved.yaml
-    status_path = output_dir / "status.json"
-    if leader:
-        (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **_job_ids()})
-    try:
-        L.seed_everything(cfg.seed, workers=True)
-        stage_runner = instantiate(cfg.stage.runner)
-        metrics = stage_runner(cfg, output_dir)
-    except BaseException as err:
-        if leader:
-            _write_json(status_path, {
-                "status": "failed",
-                "stage": cfg.stage.name,
-                "error": f"{type(err).__name__}: {err}",
-                "traceback": traceback.format_exc(),
-                **_job_ids(),
-            })
-        _finish_wandb(exit_code=1)
-        raise
-    _finish_wandb(exit_code=0)
-    if leader:
-        _write_json(output_dir / "metrics.json", metrics)
-        _write_json(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
-                                  **_job_ids()})
+    # one live run per run dir: rank 0 holds its lock while the run works there
+    with run_dir_lock(output_dir) if leader else contextlib.nullcontext():
+        metrics = _run_in_dir(cfg, output_dir, leader)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

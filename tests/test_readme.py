@@ -174,7 +174,7 @@ def local_decoder_dir(tmp_path: Path) -> Path:
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
     path = tmp_path / "local_decoder"
     torch.manual_seed(0)
-    build_tiny_gpt2(tokenizer).save_pretrained(str(path))
+    build_tiny_gpt2(tokenizer, n_positions=256).save_pretrained(str(path))  # room for the length task
     tokenizer.save_pretrained(str(path))
     return path
 
@@ -207,7 +207,7 @@ def test_the_decoder_group_pools_the_last_real_token_and_trains(tmp_path):
 
     name = _group_of("pooling: last")
     # the tiny local decoder has 64 positions
-    local = [f"model.name_or_path={local_decoder_dir(tmp_path)}", "model.max_length=64"]
+    local = [f"model.name_or_path={local_decoder_dir(tmp_path)}", "model.max_length=256"]  # the length task needs the completions to differ within it
     cfg = compose_with_group(name, tmp_path, local)
     tokenizer = instantiate(cfg.model.tokenizer)
     assert tokenizer.padding_side == "right" and tokenizer.pad_token is not None
