@@ -3,9 +3,10 @@
 Lightning's ``CSVLogger`` deletes ``csv/metrics.csv`` when it starts in a dir that has one, so a
 resumed run lost the log of its interrupted part. :class:`ResumableCSVLogger` keeps it when the run
 resumes (``keep_existing``, set by :func:`rcollapse.training_run.build_loggers` from ``resume``):
-the old rows before the first step the resumed run logs are written back once, ahead of the new
-ones; rows at or after that step (logged after the last checkpoint, and replayed now) are dropped,
-so every step appears once.
+the file stays untouched until the resumed run's first save, which rewrites it whole (a temporary
+file, then a rename): the old rows before the first step the resumed run logs, then the new ones;
+rows at or after that step (logged after the last checkpoint, and replayed now) are dropped, so
+every step appears once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
+from rcollapse.atomic_files import atomic_writer
+
 
 def _number(text: str):
     try:
@@ -27,8 +30,9 @@ def _number(text: str):
 
 
 class _KeepingWriter(ExperimentWriter):
-    """An experiment writer that reads the rows of an existing ``metrics.csv`` before Lightning's
-    writer removes it, and writes back those before the first newly logged step at the first save."""
+    """An experiment writer that leaves an existing ``metrics.csv`` in place (Lightning's writer
+    removes it at once) and, at the first save, rewrites it whole: its rows before the first newly
+    logged step, then the new ones. A run that fails before logging anything leaves it as it was."""
 
     def __init__(self, log_dir: str, keep_existing: bool):
         path = os.path.join(log_dir, self.NAME_METRICS_FILE)
@@ -39,12 +43,31 @@ class _KeepingWriter(ExperimentWriter):
                              for row in csv.DictReader(file)]
         super().__init__(log_dir)
 
+    def _check_log_dir_exists(self) -> None:
+        if self.kept is None:  # nothing to keep: Lightning's warning and removal
+            super()._check_log_dir_exists()
+
     def save(self) -> None:
-        if self.kept is not None and self.metrics:
-            first = min(int(row["step"]) for row in self.metrics)
-            self.metrics = [row for row in self.kept if int(row.get("step", -1)) < first] + self.metrics
-            self.kept = None
-        super().save()
+        if self.kept is None or not self.metrics:
+            return super().save()
+        first = min(int(row["step"]) for row in self.metrics)
+        rows = [row for row in self.kept if int(row.get("step", -1)) < first] + self.metrics
+        self.kept = None
+        self.metrics = rows
+        self._record_new_keys()
+        self._write_whole(self.metrics_keys, rows)
+        self.metrics = []
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        with open(self.metrics_file_path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        self._write_whole(fieldnames, rows)
+
+    def _write_whole(self, fieldnames: list[str], rows: list[dict]) -> None:
+        with atomic_writer(self.metrics_file_path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 class ResumableCSVLogger(CSVLogger):

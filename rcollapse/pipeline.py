@@ -1,8 +1,9 @@
 """Runs one job: validate the config, seed, run the chosen stage, write what every run leaves.
 
 Every run dir holds the resolved config (``config_resolved.yaml``; Hydra's ``.hydra/`` beside
-it), ``status.json`` (running → completed | failed, with the traceback), ``metrics.json``
-(the final metrics, flat keys as logged), figures and checkpoints.
+it), ``status.json`` (running → completed | failed, with the traceback | interrupted, by
+SIGTERM or Ctrl-C, resumable), ``metrics.json`` (the final metrics, flat keys as logged),
+figures and checkpoints. Every record is written whole or not at all (``rcollapse.atomic_files``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -19,8 +21,10 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rcollapse.atomic_files import is_disk_full, write_json_atomic, write_text_atomic
 from rcollapse.config_checks import validate_config
 from rcollapse.config_resolvers import register_resolvers
+from rcollapse.interruption import RunInterrupted, interruption_signal, stop_on_signals
 from rcollapse.resume_checks import check_resume
 from rcollapse.run_lock import run_dir_lock
 from rcollapse.training_run import wants_resume
@@ -36,9 +40,23 @@ def _is_rank_zero() -> bool:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_json_atomic(path, payload, indent=2, sort_keys=True)
+
+
+def _record_status(path: Path, payload: dict) -> None:
+    """Write ``status.json``. On a full disk the whole record (a new file beside the old one, then
+    a rename) may not fit; the status and the error then overwrite the old file in place, in the
+    space it already holds, and the traceback goes to the log only."""
+    try:
+        _write_json(path, payload)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        short = {key: payload[key] for key in ("status", "stage", "error", "signal") if key in payload}
+        try:
+            path.write_text(json.dumps(short))
+        except OSError as again:
+            log.error("could not record %s in %s (%s): the disk is full", short, path, again)
 
 
 def _job_ids() -> dict:
@@ -76,35 +94,67 @@ def _previous_status(status_path: Path) -> dict:
         return {}
 
 
+def _resume_hint(output_dir: Path) -> str:
+    """How to continue an interrupted run: its sweep rerun in place, or the run itself."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    alone = f"run the same command with resume={output_dir}"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep_dir = HydraConfig.get().sweep.dir
+        return (f"rerun the sweep's command with hydra.sweep.dir={sweep_dir} resume=true (every job continues in "
+                f"its dir, the unstarted ones start); this job alone: its overrides with resume={output_dir}")
+    return alone
+
+
+def _outcome(cfg: DictConfig, output_dir: Path, err: BaseException) -> dict:
+    """``status.json`` of a run that ended with ``err``: interrupted by a signal (resumable), or
+    failed (with the error, a hint when the disk is full, and the traceback)."""
+    signum = interruption_signal(err)
+    if signum is not None:
+        return {"status": "interrupted", "stage": cfg.stage.name, "signal": signal.Signals(signum).name,
+                "checkpoint": getattr(err, "checkpoint", None),
+                "resume": _resume_hint(output_dir), **_job_ids()}
+    error = f"{type(err).__name__}: {err}"
+    if is_disk_full(err):
+        error += f" (the disk holding {output_dir} is full: free space, then resume with resume={output_dir})"
+    return {"status": "failed", "stage": cfg.stage.name, "error": error, "traceback": traceback.format_exc(),
+            **_job_ids()}
+
+
 def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
     """Check a resume, record the run as running, run the stage, record the outcome."""
     check_resume(cfg, output_dir)  # before this attempt overwrites the run's config_resolved.yaml
     status_path = output_dir / "status.json"
     previous = _previous_status(status_path)
     if leader:
-        (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **_job_ids()})
     try:
         L.seed_everything(cfg.seed, workers=True)
         stage_runner = instantiate(cfg.stage.runner)
         metrics = stage_runner(cfg, output_dir)
+        if leader:  # inside: a full disk here is a failure like any other
+            _write_json(output_dir / "metrics.json", metrics)
     except BaseException as err:
+        outcome = _outcome(cfg, output_dir, err)
         if leader:
-            error = f"{type(err).__name__}: {err}"
             if previous.get("status") == "completed" and wants_resume(cfg):
                 # a failed resume of a finished run leaves the run finished (its results stand)
-                _write_json(status_path, {**previous, "last_resume_error": error,
-                                          "last_resume_traceback": traceback.format_exc()})
+                _record_status(status_path, {**previous, "last_resume_error": outcome.get("error", outcome["status"]),
+                                             "last_resume_traceback": traceback.format_exc()})
             else:
-                _write_json(status_path, {"status": "failed", "stage": cfg.stage.name, "error": error,
-                                          "traceback": traceback.format_exc(), **_job_ids()})
+                _record_status(status_path, outcome)
         _finish_wandb(exit_code=1)
+        if outcome["status"] == "interrupted":
+            print(f"run interrupted by {outcome['signal']}; {outcome['resume']}", file=sys.stderr)
+            if not isinstance(err, RunInterrupted):  # Lightning's SIGTERMException exits with code 0
+                raise RunInterrupted(signal.Signals[outcome["signal"]]) from err
         raise
     _finish_wandb(exit_code=0)
     if leader:
-        _write_json(output_dir / "metrics.json", metrics)
-        _write_json(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
-                                  **_job_ids()})
+        _record_status(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
+                                     **_job_ids()})
     return metrics
 
 
@@ -123,8 +173,9 @@ def run(cfg: DictConfig) -> float | None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).propagate = False
     leader = _is_rank_zero()  # in DDP every rank runs this; only rank 0 writes the run's files
-    # one live run per run dir: rank 0 holds its lock while the run works there
-    with run_dir_lock(output_dir) if leader else contextlib.nullcontext():
+    # one live run per run dir: rank 0 holds its lock while the run works there; SIGTERM and
+    # Ctrl-C stop the run (and its sweep) after checkpointing it (rcollapse.interruption)
+    with stop_on_signals(), run_dir_lock(output_dir) if leader else contextlib.nullcontext():
         metrics = _run_in_dir(cfg, output_dir, leader)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -1,5 +1,9 @@
-"""Before a run continues in an existing run dir: is there a run to continue, and is it the same
-experiment? (issue 16, item 9)
+"""Before a run starts in its run dir: is there a run to continue, is it the same experiment, and
+is a new run about to overwrite an old one? (issue 16, item 9)
+
+A new run (no ``resume``) is refused in a dir that already holds a run's results (metrics, log or
+checkpoints): it would overwrite them. A run that failed before training left none, and its dir
+may be used again.
 
 ``resume=<dir>`` must name a dir that holds a run (its ``config_resolved.yaml``, which the
 pipeline writes first): a mistyped path would otherwise train from scratch in a new dir. And a
@@ -53,15 +57,30 @@ def config_differences(before: dict, after: dict) -> list[str]:
     return lines
 
 
+def run_results(output_dir: Path) -> list[str]:
+    """What a run left in ``output_dir`` that a new run there would overwrite: its metrics, its
+    log, its checkpoints (a run that failed before training leaves none of them)."""
+    found = [name for name in ("metrics.json", "csv/metrics.csv") if (output_dir / name).exists()]
+    checkpoints = output_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.rglob("*.ckpt")):
+        found.append("checkpoints/")
+    return found
+
+
 def check_resume(cfg: DictConfig, output_dir: Path) -> None:
-    """Refuse ``resume=<dir>`` without a run in it, and a resume whose config differs from the
-    run's (``resume_force=true`` allows the latter). ``resume=true`` in a dir without a run starts
-    it (a requeued job's first attempt)."""
+    """Refuse a new run (no ``resume``) in a dir that holds a run's results, ``resume=<dir>`` without a run in
+    it, and a resume whose config differs from the run's (``resume_force=true`` allows the
+    latter). ``resume=true`` in a dir without a run starts it (a requeued job's first attempt)."""
     from rcollapse.training_run import wants_resume
 
-    if not wants_resume(cfg):
-        return
     previous = output_dir / "config_resolved.yaml"
+    if not wants_resume(cfg):
+        results = run_results(output_dir)
+        if results and cfg.get("ckpt_path") != "last":
+            raise ConfigError(f"{output_dir} holds a run already ({', '.join(results)}): a new run there would "
+                              f"overwrite its records. Resume it with resume={output_dir}, or start this run in "
+                              "another dir (another hydra.run.dir / hydra.sweep.dir, or none for a new dated one)")
+        return
     named = resume_dir(cfg)
     if not previous.exists():
         if named is not None:

@@ -1,4 +1,4 @@
-"""What every training stage shares: loggers, checkpoint resolution, the final metrics."""
+"""What every training stage shares: the trainer, loggers, checkpoint resolution, the final metrics."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import contextlib
 import warnings
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from rcollapse.checkpoint_files import AtomicCheckpointIO, checkpoint_to_resume, verified_checkpoint
+from rcollapse.interruption import CheckpointAndStopOnSignal
+from rcollapse.wandb_run_id import previous_wandb_run_id
 
 
 @contextlib.contextmanager
@@ -27,11 +32,16 @@ class NonFiniteLossError(FloatingPointError):
 def build_loggers(cfg: DictConfig) -> list:
     """The logger group's object(s), each given the whole resolved config as hyperparameters.
 
-    ``logger: null`` logs nowhere.
+    ``logger: null`` logs nowhere. A resumed run continues its CSV log and its W&B run.
     """
     if cfg.get("logger") is None:
         return []
-    logger = instantiate(cfg.logger)
+    continued = {}
+    if wants_resume(cfg) and str(cfg.logger.get("_target_", "")).endswith("WandbLogger"):
+        run_id = previous_wandb_run_id(cfg.logger.get("save_dir") or cfg.paths.output_dir)
+        if run_id is not None:  # the interrupted job's W&B run goes on (WandbLogger resumes with "allow")
+            continued = {"id": run_id}
+    logger = instantiate(cfg.logger, **continued)
     loggers = list(logger) if isinstance(logger, list | tuple) else [logger]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
@@ -53,19 +63,26 @@ def log_final_metrics(loggers, metrics: dict[str, float], step: int) -> None:
             logger.save()
 
 
+def build_trainer(cfg: DictConfig, callbacks: list, logger, **overrides) -> L.Trainer:
+    """``cfg.trainer`` with the run's callbacks and loggers, checkpoints written whole or not at
+    all (:class:`AtomicCheckpointIO`), and SIGTERM / Ctrl-C turned into a checkpoint and a stop
+    at the end of the optimiser step (:class:`CheckpointAndStopOnSignal`)."""
+    return instantiate(cfg.trainer, logger=logger, callbacks=[*callbacks, CheckpointAndStopOnSignal()],
+                       plugins=[AtomicCheckpointIO()], **overrides)
+
+
 def resolve_ckpt_path(cfg: DictConfig, output_dir: Path, checkpoint_dir: str = "checkpoints") -> str | None:
     """The checkpoint to continue from: with ``resume`` (true or a run dir, which is then this
-    run's dir) or ``ckpt_path=last``, this run dir's ``{checkpoint_dir}/last.ckpt`` if it exists
-    (a job killed before its first checkpoint starts afresh); else ``ckpt_path`` (a file) or None."""
+    run's dir) or ``ckpt_path=last``, the newest intact checkpoint in ``{checkpoint_dir}``
+    (``last.ckpt``, or with a warning an older one when it is damaged; None when there is none: a
+    job killed before its first checkpoint starts afresh); else ``ckpt_path`` (a file, checked)."""
     if wants_resume(cfg) or cfg.get("ckpt_path") == "last":
-        last = output_dir / checkpoint_dir / "last.ckpt"
-        return str(last) if last.exists() else None
+        found = checkpoint_to_resume(output_dir / checkpoint_dir)
+        return str(found) if found is not None else None
     ckpt = cfg.get("ckpt_path")
     if ckpt in (None, "", "null"):
         return None
-    if not Path(ckpt).exists():
-        raise FileNotFoundError(f"ckpt_path={ckpt!r} does not exist")
-    return str(ckpt)
+    return str(verified_checkpoint(Path(ckpt)))
 
 
 def wants_resume(cfg: DictConfig) -> bool:

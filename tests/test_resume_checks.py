@@ -37,3 +37,14 @@ def test_resume_with_another_config_is_refused_listing_the_keys_and_force_allows
     assert (out / "config_resolved.yaml").read_text() == before  # the run's record is untouched
     run(compose_config([*common, "utility=x", f"resume={out}"], tmp_path))  # the same config resumes
     run(compose_config([*common, "utility=log", f"resume={out}", "resume_force=true"], tmp_path))
+
+
+def test_a_new_run_in_a_dir_that_holds_a_run_is_refused_and_the_run_kept(tmp_path):
+    run(compose_config(["stage=theory"], tmp_path))
+    out = tmp_path / "run"
+    records = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError) as err:
+        run(compose_config(["stage=theory", "seed=1"], tmp_path))
+    assert str(err.value).startswith(f"{out} holds a run already (metrics.json)")
+    assert f"resume={out}" in str(err.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == records

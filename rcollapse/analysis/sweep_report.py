@@ -5,11 +5,15 @@
 A run dir is any dir holding ``.hydra/overrides.yaml`` (found recursively, DIR itself included),
 with ``metrics.json`` (flat final metrics) once it succeeded and ``status.json`` (``running`` →
 ``completed`` | ``failed``, with the error) written by the pipeline. Status: ``status.json``'s
-word when present, else ``completed`` with metrics and ``incomplete`` without.
+word when present, else ``completed`` with metrics and ``incomplete`` without; ``unreadable``
+(the file and its error in ``error``) when ``status.json`` or ``.hydra/overrides.yaml`` cannot
+be parsed, or a completed run's ``metrics.json`` is missing or cannot be: such a run is in no
+mean. Overrides that only say how a run was run (``resume``, ``resume_force``, ``ckpt_path``,
+``hydra.*``) are no swept parameters: a resumed seed stays in its group.
 
 Prints one row per run (the swept parameters, status, chosen + default metrics), the seeds
-grouped as mean ± std when ``seed`` varies, and the failed jobs with their errors; writes
-``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
+grouped as mean ± std when ``seed`` varies, and the failed, unfinished and unreadable runs with
+their errors; writes ``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
 from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting). For PPO runs, the
 arms' judge distribution (``ppo_summary.csv``, ``ppo_judge_distribution.png``), the risk
 comparison of the two arms at matched KL (``ppo_study.json``: share below the reference, worst
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -37,6 +42,8 @@ DEFAULT_METRICS = (
     "rm/val/pair_acc",
 )
 RESERVED = ("run_dir", "status", "error", "slurm_job")
+RUN_CONTROL = ("resume", "resume_force", "ckpt_path", "fail_fast")  # with hydra.*: never swept parameters
+OVERRIDES = ".hydra/overrides.yaml"
 PROFILE_SPLIT = "rm/test"
 _RANK_KEY = re.compile(r"^(?P<prefix>.+)/(?P<kind>open|closed)_reward_rank(?P<k>\d+)$")
 
@@ -68,6 +75,14 @@ def _read_json(path: Path) -> tuple[dict | None, str]:
     return payload, ""
 
 
+def _yaml_problem(err: Exception) -> str:
+    """A YAML parse error in one line: what is wrong and where."""
+    mark = getattr(err, "problem_mark", None)
+    if getattr(err, "problem", None) and mark is not None:
+        return f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split())
+
+
 def _first_line(text) -> str:
     lines = [line.strip() for line in str(text or "").strip().splitlines() if line.strip()]
     return lines[0] if lines else ""
@@ -81,12 +96,25 @@ def slurm_label(info: dict) -> str:
     return str(job or "")
 
 
-def _run_status(run_dir: Path, has_metrics: bool) -> tuple[str, str, str]:
-    """``(status, first line of the error, Slurm job)`` of one run dir."""
+def _metrics_problem(run_dir: Path, problem: str) -> str:
+    """Why a completed run's ``metrics.json`` cannot be read ("" when it can)."""
+    return problem or ("" if (run_dir / "metrics.json").exists() else "metrics.json is missing")
+
+
+def _run_status(run_dir: Path, has_metrics: bool, metrics_problem: str = "") -> tuple[str, str, str]:
+    """``(status, first line of the error, Slurm job)`` of one run dir; ``unreadable`` with the
+    problem when its status.json, or a completed run's metrics.json, cannot be read."""
     info, problem = _read_json(run_dir / "status.json")
-    if info is None:
-        return ("completed" if has_metrics else "incomplete"), problem, ""
+    if problem:
+        return "unreadable", problem, ""
+    if info is None:  # no status.json: a metrics.json, even a broken one, means it completed
+        if metrics_problem:
+            return "unreadable", metrics_problem, ""
+        return ("completed" if has_metrics else "incomplete"), "", ""
     status = str(info.get("status") or ("completed" if has_metrics else "incomplete"))
+    problem = _metrics_problem(run_dir, metrics_problem) if status == "completed" else ""
+    if problem:
+        return "unreadable", problem, slurm_label(info)
     error = _first_line(info.get("error"))
     if not error and info.get("traceback"):  # the traceback's last line names the exception
         lines = str(info["traceback"]).strip().splitlines()
@@ -94,39 +122,54 @@ def _run_status(run_dir: Path, has_metrics: bool) -> tuple[str, str, str]:
     return status, error, slurm_label(info)
 
 
-def _read_overrides(run_dir: Path) -> dict[str, str]:
+def is_run_control(key: str) -> bool:
+    """Whether an override key says how a run was run (resumed, its dirs), not what it is."""
+    return key in RUN_CONTROL or key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def _read_overrides(run_dir: Path) -> tuple[dict[str, str], str]:
+    """``(overrides, problem)``: the run's ``KEY=VALUE`` overrides less the run-control ones, or
+    ``{}`` and why ``.hydra/overrides.yaml`` cannot be read."""
     try:
-        items = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    except (OSError, yaml.YAMLError):
-        items = []
+        items = yaml.safe_load((run_dir / OVERRIDES).read_text()) or []
+    except (OSError, yaml.YAMLError) as err:
+        return {}, f"unreadable {OVERRIDES}: {_yaml_problem(err)}"
+    if not isinstance(items, list):
+        return {}, f"unreadable {OVERRIDES}: a {type(items).__name__}, not a list of overrides"
     overrides: dict[str, str] = {}
-    for item in items if isinstance(items, list) else []:
+    for item in items:
         key, sep, value = str(item).partition("=")
-        if sep:
-            overrides[key.strip().lstrip("+~")] = value.strip()
-    return overrides
+        key = key.strip().lstrip("+~")
+        if sep and not is_run_control(key):
+            overrides[key] = value.strip()
+    return overrides, ""
 
 
 def collect_runs(dirs: Iterable) -> pd.DataFrame:
     """One row per run under ``dirs``: ``run_dir``, the override keys (values as strings),
     ``status``, ``error`` (first line) and every metric column.
 
-    ``df.attrs`` records ``override_keys`` and ``metric_keys`` (column order: run_dir,
-    overrides, status, error, metrics naturally sorted).
+    ``df.attrs`` records ``override_keys``, ``metric_keys`` (column order: run_dir,
+    overrides, status, error, metrics naturally sorted) and ``no_overrides`` (the run dirs whose
+    overrides.yaml cannot be read).
     """
     records: list[dict] = []
     override_keys: dict[str, None] = {}
     metric_keys: set[str] = set()
     seen: set[Path] = set()
+    no_overrides: list[str] = []
     for root in dirs:
         for run_dir in find_run_dirs(root):
             if run_dir.resolve() in seen:
                 continue
             seen.add(run_dir.resolve())
-            overrides = _read_overrides(run_dir)
+            overrides, overrides_problem = _read_overrides(run_dir)
             metrics, problem = _read_json(run_dir / "metrics.json")
             metrics = {str(k): v for k, v in (metrics or {}).items()}
-            status, error, slurm_job = _run_status(run_dir, bool(metrics))
+            status, error, slurm_job = _run_status(run_dir, bool(metrics), problem)
+            if overrides_problem:  # whatever status.json says: the run's setting is unknown
+                no_overrides.append(str(run_dir))
+                status, error = "unreadable", "; ".join(filter(None, [overrides_problem, error]))
             override_keys.update(dict.fromkeys(k for k in overrides if k not in RESERVED))
             metric_keys.update(metrics)
             records.append({"run_dir": str(run_dir), **overrides, "status": status,
@@ -139,14 +182,18 @@ def collect_runs(dirs: Iterable) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df.attrs["override_keys"] = params
     df.attrs["metric_keys"] = metric_cols
+    df.attrs["no_overrides"] = no_overrides
     return df
 
 
 def swept_params(df: pd.DataFrame) -> list[str]:
-    """The override keys whose value varies across runs (a missing value counts as one)."""
+    """The override keys whose value varies across runs (a missing value counts as one; runs
+    whose overrides cannot be read are left out)."""
     keys = df.attrs.get("override_keys")
     if keys is None:  # a frame not from collect_runs: every column that is no metric
         keys = [c for c in df.columns if c not in RESERVED and "/" not in c]
+    if "run_dir" in df.columns:
+        df = df[~df["run_dir"].isin(df.attrs.get("no_overrides", []))]
     return [c for c in keys if c in df.columns and df[c].astype(str).nunique(dropna=False) > 1]
 
 
@@ -272,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="dir for report.csv and utility_comparison.png (default: the first DIR)")
     args = parser.parse_args(argv)
 
+    missing = [d for d in args.dirs if not Path(d).exists()]
+    for d in missing:
+        print(f"rcollapse.report: {d} does not exist", file=sys.stderr)
+    if missing:
+        return 2
     df = collect_runs(args.dirs)
     if df.empty:
         print(f"No runs found under {', '.join(args.dirs)} "
@@ -309,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_table([*group_cols, *metrics], grouped_rows))
 
     for status, heading in (("failed", "Failed jobs:"), ("incomplete", "Incomplete jobs:"),
-                            ("running", "Jobs still running (or killed):")):
+                            ("running", "Jobs still running (or killed):"),
+                            ("unreadable", "Unreadable runs (in no mean; the file and its error):")):
         part = df[df["status"] == status]
         if not part.empty:
             print(f"\n{heading}")
@@ -332,8 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif not any(str(c).startswith("ppo/") for c in df.columns):
         # PPO sweeps have no rank metrics by design; only say so for reward-model sweeps.
         print("no rm/test/*_reward_rank* metrics in completed runs: no comparison figure")
-    theory_runs = [json.loads((Path(d) / "theory.json").read_text()) for d in df["run_dir"]
-                   if (Path(d) / "theory.json").exists()]
+    theory_runs = []
+    for run_dir in df["run_dir"]:
+        path = Path(run_dir) / "theory.json"
+        if path.exists():
+            try:
+                theory_runs.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as err:
+                print(f"skipped {path} in the theory figure: unreadable ({err})")
     if theory_runs:
         from rcollapse.analysis.collapse_plots import plot_theory_by_class
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import rcollapse.models.ngram_encoder  # noqa: F401  (registers the ngram backbone with AutoModel)
+from rcollapse.atomic_files import atomic_writer, write_json_atomic
 from rcollapse.data.preference_collator import PreferenceCollator
 from rcollapse.models.reward_model import RewardModel, RewardOutput
 
@@ -45,7 +46,8 @@ def save_ensemble(reward_model: RewardModel, tokenizer, path: str | Path, max_le
     path.mkdir(parents=True, exist_ok=True)
     reward_model.backbone.save_pretrained(str(path / "backbone"))
     tokenizer.save_pretrained(str(path / "tokenizer"))
-    torch.save(reward_model.heads.state_dict(), path / "heads.pt")
+    with atomic_writer(path / "heads.pt", "wb") as handle:
+        torch.save(reward_model.heads.state_dict(), handle)
     meta = {"version": ARTIFACT_VERSION, "num_heads": reward_model.num_heads, "pooling": reward_model.pooling,
             "max_length": int(max_length), "head_seeds": [int(s) for s in head_seeds],
             "normalisation": {"mean": norm.mean.float().cpu().tolist(), "std": norm.std.float().cpu().tolist()},
@@ -53,7 +55,7 @@ def save_ensemble(reward_model: RewardModel, tokenizer, path: str | Path, max_le
             "head_features": (None if bool(reward_model.feature_mask.bool().all())
                               else [row.nonzero().flatten().tolist() for row in reward_model.feature_mask.cpu()]),
             **(extra or {})}
-    (path / "ensemble.json").write_text(json.dumps(meta, indent=2))
+    write_json_atomic(path / "ensemble.json", meta, indent=2)  # last, and whole: it marks the artifact complete
     return path
 
 

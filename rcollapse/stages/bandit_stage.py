@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from rcollapse.analysis.theory_plots import plot_bandit_returns
+from rcollapse.atomic_files import write_json_atomic
 from rcollapse.bandit import (
     SETTINGS,
     equal_mean_std_ratio,
@@ -47,7 +47,7 @@ def run_bandit_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                # what the std ratio would be at equal means, and its ceiling for this variance range
                "std_ratio_at_equal_means_predicted": equal_mean_std_ratio(r_star, variances),
                "std_ratio_at_equal_means_bound": kantorovich_bound(variance_range)}
-    (output_dir / "bandit.json").write_text(json.dumps(payload, indent=2))
+    write_json_atomic(output_dir / "bandit.json", payload, indent=2)
     plot_bandit_returns(result.returns, result.reference_return, output_dir / "figures" / "bandit_returns.png",
                  title=f"variances in {variance_range}")
     for method, m in methods.items():

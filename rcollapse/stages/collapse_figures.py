@@ -1,7 +1,10 @@
 """Saves the collapse figures and reward vectors beside the run's numbers, and logs them to W&B.
 
 Paper Fig. 3 (final reward by rank, open vs closed, per evaluation split) and Fig. 4 (the
-profiles over training, one curve per validation).
+profiles over training, one curve per validation). The validations' reward vectors travel in the
+checkpoint and ``reward_history.json`` is rewritten after each validation, so a resumed run's
+history and figure cover the whole run: the checkpoint at step N is taken before step N's
+validation, which a resume does not repeat; that one comes from the file.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from rcollapse.analysis.collapse_metrics import pooled_by_type
 from rcollapse.analysis.collapse_plots import plot_rewards_by_rank, plot_rewards_over_training
+from rcollapse.atomic_files import write_json_atomic
 
 
 class CollapseFiguresCallback(L.Callback):
@@ -32,8 +36,42 @@ class CollapseFiguresCallback(L.Callback):
         if collected:
             vectors = [v for v, _ in collected]
             openness = np.array([o for _, o in collected])
+            # one entry per step: a validation repeated after a resume replaces the earlier one
+            self.history = [entry for entry in self.history if entry[0] != trainer.global_step]
             self.history.append((trainer.global_step, vectors, openness))
+            write_json_atomic(self.history_path, self._history_records())
             self._log_histograms(trainer, vectors, openness)
+
+    @property
+    def history_path(self) -> Path:
+        return self.output_dir / "reward_history.json"
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        """On a resume, add the validations the interrupted part wrote after its last checkpoint
+        (up to the resumed step; later ones are run again)."""
+        if not trainer.is_global_zero or trainer.ckpt_path is None or not self.history_path.exists():
+            return
+        try:
+            written = json.loads(self.history_path.read_text())
+        except (OSError, ValueError):
+            return
+        have = {step for step, _, _ in self.history}
+        missing = [e for e in written if e["step"] not in have and e["step"] <= trainer.global_step]
+        if missing:
+            self.load_state_dict({"history": self._history_records() + missing})
+            self.history.sort(key=lambda entry: entry[0])
+
+    def _history_records(self) -> list[dict]:
+        return [{"step": int(step), "rewards": [v.tolist() for v in vecs], "openness": op.tolist()}
+                for step, vecs, op in self.history]
+
+    def state_dict(self) -> dict:
+        """The validations so far, as plain lists (checkpoints load with ``weights_only``)."""
+        return {"history": self._history_records()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = [(int(e["step"]), [np.asarray(v, dtype=np.float64) for v in e["rewards"]],
+                         np.asarray(e["openness"], dtype=np.float64)) for e in state_dict.get("history", [])]
 
     def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.history:
@@ -42,11 +80,7 @@ class CollapseFiguresCallback(L.Callback):
             self.history, self.output_dir / "figures" / "rewards_over_training.png",
             title=f"{self.title} (test prompts over training)".strip(),
         )
-        history = [
-            {"step": step, "rewards": [v.tolist() for v in vecs], "openness": op.tolist()}
-            for step, vecs, op in self.history
-        ]
-        (self.output_dir / "reward_history.json").write_text(json.dumps(history))
+        write_json_atomic(self.history_path, self._history_records())
         self._log_images(trainer, {"rm/figures/rewards_over_training": path})
 
     def on_test_end(self, trainer: L.Trainer, pl_module) -> None:
@@ -66,7 +100,7 @@ class CollapseFiguresCallback(L.Callback):
             )
             images[f"rm/figures/rewards_by_rank_{split}"] = path
             payload = {"rewards": [v.tolist() for v in vectors], "openness": openness.tolist()}
-            (self.output_dir / f"rewards_{split}.json").write_text(json.dumps(payload))
+            write_json_atomic(self.output_dir / f"rewards_{split}.json", payload)
         self._log_images(trainer, images)
 
     @staticmethod

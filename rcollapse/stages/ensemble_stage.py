@@ -22,11 +22,9 @@ is fitted again after phase 2 either way (it is never in a phase-2 checkpoint's 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
@@ -42,6 +40,7 @@ from rcollapse.analysis.ensemble_report import (
     write_accuracy_table,
 )
 from rcollapse.analysis.uncertainty_quality import uncertainty_report
+from rcollapse.atomic_files import atomic_writer, write_json_atomic
 from rcollapse.config_checks import dropout_enabled
 from rcollapse.data.preference_datamodule import PairFeatureDataModule
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
@@ -49,6 +48,7 @@ from rcollapse.models.feature_cache import cached_pair_features, pair_features
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.training_run import (
     build_loggers,
+    build_trainer,
     final_metrics,
     frozen_modules_in_eval_mode,
     log_final_metrics,
@@ -137,8 +137,7 @@ def run_phase1(cfg, output_dir, reward_model, datamodule, loggers) -> dict:
     module = instantiate(cfg.stage.module, reward_model=reward_model, optimizer=optimizer, freeze_backbone=False,
                          dropout=dropout_enabled(cfg.model.get("dropout", True)))
     stop = LossThresholdStop(e.loss_threshold)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers,
-                                     callbacks=[_checkpoints(output_dir, "phase1", cfg.stage.checkpoint_every_n_steps), stop])
+    trainer = build_trainer(cfg, [_checkpoints(output_dir, "phase1", cfg.stage.checkpoint_every_n_steps), stop], loggers)
     ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase1")
     if ckpt:
         print(f"resuming phase 1 from {ckpt}")
@@ -148,7 +147,8 @@ def run_phase1(cfg, output_dir, reward_model, datamodule, loggers) -> dict:
     summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
     summary = {k.replace("ens/val/", "ens/phase1/val_"): v for k, v in summary.items()}
     if trainer.is_global_zero:
-        torch.save({"state_dict": reward_model.state_dict(), "summary": summary}, done)
+        with atomic_writer(done, "wb") as handle:  # its presence means phase 1 is finished
+            torch.save({"state_dict": reward_model.state_dict(), "summary": summary}, handle)
     print(f"phase 1: {summary['ens/phase1/steps']} steps, loss EMA {summary['ens/phase1/loss_ema']:.3f} "
           f"(threshold {e.loss_threshold}{', reached' if summary['ens/phase1/reached_threshold'] else ', not reached'})")
     return summary
@@ -241,10 +241,9 @@ def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
     module = instantiate(cfg.stage.module, reward_model=ensemble, optimizer=optimizer, freeze_backbone=freeze,
                          bootstrap_weights=weights, lr_scheduler=cosine_schedule(total) if schedule == "cosine" else None)
     stop = LossThresholdStop(e.get("head_loss_threshold"), monitor="ens/train/loss_ema_max_head")
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=loggers, max_steps=total, max_epochs=-1, val_check_interval=min(per_epoch, total),
-        check_val_every_n_epoch=1,
-        callbacks=[_checkpoints(output_dir, "phase2", cfg.stage.checkpoint_every_n_steps), stop])
+    trainer = build_trainer(cfg, [_checkpoints(output_dir, "phase2", cfg.stage.checkpoint_every_n_steps), stop], loggers,
+                            max_steps=total, max_epochs=-1, val_check_interval=min(per_epoch, total),
+                            check_val_every_n_epoch=1)
     ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase2")
     if ckpt:
         print(f"resuming phase 2 from {ckpt}")
@@ -280,7 +279,8 @@ def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) ->
         write_accuracy_table(table, output_dir / "ensemble_accuracy.csv", output_dir / "ensemble_accuracy.md",
                              notes=accuracy_notes(subsets))
         plot_variance_histograms(variances, output_dir / "figures" / "ensemble_variance.png", title=title)
-        torch.save(scores, output_dir / "ensemble_test_scores.pt")
+        with atomic_writer(output_dir / "ensemble_test_scores.pt", "wb") as handle:
+            torch.save(scores, handle)
         print((output_dir / "ensemble_accuracy.md").read_text())
     log_final_metrics(trainer.loggers, metrics, trainer.global_step)
     for logger in trainer.loggers:
@@ -329,7 +329,7 @@ def evaluate_saved_ensemble(cfg: DictConfig, output_dir: Path, artifact: Path) -
     if datamodule.train_source is None:  # evaluation-only data: nothing to train or validate on
         datamodule.splits = {"train": [], "val": [], "test": datamodule.eval_source.load()["test"]}
     module = instantiate(cfg.stage.module, reward_model=ensemble.reward_model, optimizer=None, freeze_backbone=True)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=[])
+    trainer = build_trainer(cfg, [], build_loggers(cfg))
     metrics = evaluate(module, trainer, datamodule, datamodule, output_dir, title=f"{artifact}")
-    (output_dir / "evaluated_artifact.json").write_text(json.dumps({"artifact": str(artifact), **ensemble.meta}))
+    write_json_atomic(output_dir / "evaluated_artifact.json", {"artifact": str(artifact), **ensemble.meta})
     return final_metrics(metrics)

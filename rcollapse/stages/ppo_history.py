@@ -31,6 +31,7 @@ from rcollapse.analysis.ppo_report import (
     EVAL_PROXY,
     EVAL_PROXY_REF,
 )
+from rcollapse.atomic_files import atomic_writer
 from rcollapse.ppo_objective import combine_heads, kl_per_token
 
 JUDGED_COLUMNS = ["step", "policy", "prompt", "response", "gold", "proxy", "mean", "variance", "kl"]
@@ -155,7 +156,7 @@ class PPOHistory(L.Callback):
 
     def write_judged_csv(self, path: Path) -> None:
         """``ppo_judged_samples.csv``: every judged response (the reference policy's at step −1)."""
-        with path.open("w", newline="") as f:
+        with atomic_writer(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=JUDGED_COLUMNS)
             writer.writeheader()
             writer.writerows(self.judged)
@@ -163,7 +164,7 @@ class PPOHistory(L.Callback):
     def write_csv(self, path: Path) -> None:
         """One row per iteration; the judge's columns (``ppo/eval/*``) are empty where it did not run."""
         keys = sorted({k for r in self.rows for k in r if k != "step"})
-        with path.open("w", newline="") as f:
+        with atomic_writer(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["step", *keys])
             writer.writeheader()
             writer.writerows(self.rows)

@@ -28,7 +28,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
@@ -37,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.analysis.ppo_report import plot_training
 from rcollapse.analysis.uncertainty_quality import judged_samples_quality
+from rcollapse.atomic_files import atomic_writer, write_json_atomic
 from rcollapse.config_checks import ConfigError
 from rcollapse.config_resolvers import config_choice
 from rcollapse.models.ensemble_artifact import (
@@ -50,6 +50,7 @@ from rcollapse.stages.ppo_history import PPOHistory
 from rcollapse.stages.ppo_module import PPOIterationSizes
 from rcollapse.training_run import (
     build_loggers,
+    build_trainer,
     final_metrics,
     frozen_modules_in_eval_mode,
     log_final_metrics,
@@ -162,7 +163,8 @@ def shared_offline_ensemble(cfg: DictConfig, ensemble_cfg: DictConfig) -> Path:
             print(f"training the offline reward ensemble once, into {run_dir}")
             command = [sys.executable, str(REPO / "run.py"), "stage=ensemble", *overrides,
                        f"hydra.run.dir={run_dir}", f"paths.cache_dir={cfg.paths.cache_dir}",
-                       "trainer.enable_progress_bar=false", "logger=csv"]
+                       "trainer.enable_progress_bar=false", "logger=csv",
+                       "resume=true"]  # an attempt that failed part-way is continued, not refused
             proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
             if proc.returncode != 0 or not (artifact / "ensemble.json").exists():
                 raise RuntimeError(f"training the offline ensemble failed ({' '.join(command)}):\n{proc.stderr[-3000:]}")
@@ -205,10 +207,10 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     checkpoints = ModelCheckpoint(dirpath=str(output_dir / "checkpoints"), filename="step{step:06d}",
                                   auto_insert_metric_name=False, save_top_k=1, save_last=True,
                                   every_n_train_steps=int(s.checkpoint_every_n_updates) * steps_per_batch)
-    trainer: L.Trainer = instantiate(cfg.trainer, max_steps=int(s.num_updates) * steps_per_batch, max_epochs=-1,
-                                     val_check_interval=None, check_val_every_n_epoch=None, gradient_clip_val=None,
-                                     log_every_n_steps=1,  # every PPO iteration
-                                     logger=build_loggers(cfg), callbacks=[checkpoints, history])
+    trainer = build_trainer(cfg, [checkpoints, history], build_loggers(cfg),
+                            max_steps=int(s.num_updates) * steps_per_batch, max_epochs=-1,
+                            val_check_interval=None, check_val_every_n_epoch=None, gradient_clip_val=None,
+                            log_every_n_steps=1)  # every PPO iteration
     ckpt = resolve_ckpt_path(cfg, output_dir)
     if ckpt:
         print(f"resuming from {ckpt}")
@@ -235,12 +237,12 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                                          [r["policy"] for r in rows], [r["step"] for r in rows])
         metrics.update({f"ppo/test/uq/{k}": v for k, v in quality.items() if np.isfinite(v)})
     if trainer.is_global_zero:
-        (output_dir / "judge_scores.json").write_text(json.dumps(
+        write_json_atomic(output_dir / "judge_scores.json",
             {"prompts": prompts, "policy": policy_texts, "reference": reference_texts,
              "policy_scores": judged.tolist(), "reference_scores": judged_ref.tolist(),
-             "ensemble": str(ensemble_path), "variance_weighted": bool(s.module.variance_weighted)}, indent=1))
+             "ensemble": str(ensemble_path), "variance_weighted": bool(s.module.variance_weighted)}, indent=1)
         # samples and history come back from the checkpoint on resume: these files cover the whole run
-        with (output_dir / "ppo_samples.csv").open("w", newline="") as f:
+        with atomic_writer(output_dir / "ppo_samples.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["step", "prompt", "response", "score", "variance", "weight"])
             writer.writeheader()
             writer.writerows(module.samples)

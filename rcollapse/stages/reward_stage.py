@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
@@ -12,7 +11,7 @@ from omegaconf import DictConfig
 from rcollapse.config_checks import dropout_enabled
 from rcollapse.config_resolvers import config_choice
 from rcollapse.stages.collapse_figures import CollapseFiguresCallback
-from rcollapse.training_run import build_loggers, final_metrics, resolve_ckpt_path
+from rcollapse.training_run import build_loggers, build_trainer, final_metrics, resolve_ckpt_path
 
 
 def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
@@ -41,7 +40,7 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     choice = config_choice("utility")
     title = f"utility={choice if choice != 'unknown' else cfg.utility._target_.rsplit('.', 1)[-1]}"
     callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title)]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg), callbacks=callbacks)
+    trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
     ckpt_path = resolve_ckpt_path(cfg, output_dir)
     if ckpt_path:
         print(f"resuming from {ckpt_path}")

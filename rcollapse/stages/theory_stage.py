@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rcollapse.analysis.theory_plots import plot_collapsed_distribution
+from rcollapse.atomic_files import write_json_atomic
 from rcollapse.theory import (
     ks_distance_to_limit,
     limit_distribution,
@@ -46,7 +46,7 @@ def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         payload["theorem4_mass_bound"] = bound
         payload["mass_at_one"] = float(np.mean(solution.rewards > 1 - 1e-3))
         metrics["theory/mass_at_one"] = payload["mass_at_one"]
-    (output_dir / "theory.json").write_text(json.dumps(payload, indent=2))
+    write_json_atomic(output_dir / "theory.json", payload, indent=2)
     plot_collapsed_distribution(solution.rewards, limit, output_dir / "figures" / "theory_distribution.png",
                                 title=f"{payload['utility']}, n={n}")
     print(f"theory: n={n}, objective={solution.objective:.6g}, duality gap={solution.duality_gap:.2e}"

@@ -1,0 +1,133 @@
+"""Checkpoints that are whole or absent, checked before a resume trusts them.
+
+Lightning's own writer serialises to a temporary file on another file system and copies it over:
+a full disk leaves a truncated ``last.ckpt``. :class:`AtomicCheckpointIO` writes beside the target
+and renames. :func:`checkpoint_to_resume` reads a run's checkpoints newest first and returns the
+first intact one, warning about each one it passes over.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from rcollapse.atomic_files import atomic_writer, is_disk_full, stale_temp_files
+
+log = logging.getLogger(__name__)
+_STEP_NAME = re.compile(r"step(\d+)")
+
+
+class CheckpointUnreadableError(RuntimeError):
+    """No checkpoint of a run dir can be read (each one named, with what is wrong with it)."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoints, written to a temporary sibling and renamed into place."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if "://" in str(path):  # a remote URL: Lightning's fsspec writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with atomic_writer(path, "wb") as handle:
+                torch.save(checkpoint, handle)
+        except Exception as err:
+            if is_disk_full(err) and not isinstance(err, OSError):  # torch's writer hides the ENOSPC
+                raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from err
+            raise
+
+
+def checkpoint_defect(path: Path) -> str | None:
+    """What is wrong with the checkpoint at ``path`` (None: it is a whole ``torch.save`` archive
+    whose every member matches its checksum). Reads the file once; unpickles nothing."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        if not zipfile.is_zipfile(path):
+            return "not a complete torch checkpoint (no zip directory at its end: truncated?)"
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not any(name.endswith("data.pkl") for name in names):
+                return "no data.pkl in the archive"
+            bad = archive.testzip()
+            if bad is not None:
+                return f"member {bad} fails its checksum"
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _step_in_name(path: Path) -> int:
+    """The step of a ``step{N}.ckpt`` checkpoint (the stages' file names); -1 for other names."""
+    match = _STEP_NAME.search(path.stem)
+    return int(match.group(1)) if match else -1
+
+
+def _newest_first(checkpoint_dir: Path) -> list[Path]:
+    """``last.ckpt`` first, then the other checkpoints, the latest step first (then the most
+    recently written)."""
+    others = sorted((p for p in checkpoint_dir.glob("*.ckpt") if p.name != "last.ckpt"),
+                    key=lambda p: (_step_in_name(p), p.stat().st_mtime, p.name), reverse=True)
+    last = checkpoint_dir / "last.ckpt"
+    return ([last] if last.exists() else []) + others
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to ``NAME.damaged`` (``.damaged2``, ... if taken): kept for
+    inspection, out of the way of the resumed run, which writes its ``last.ckpt`` anew (Lightning
+    would otherwise write ``last-v1.ckpt`` beside it)."""
+    target, n = path.with_name(path.name + ".damaged"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged{n}")
+    path.rename(target)
+    return target
+
+
+def checkpoint_to_resume(checkpoint_dir: Path) -> Path | None:
+    """The newest intact checkpoint in ``checkpoint_dir`` (None when it holds none: a run killed
+    before its first checkpoint starts afresh). A damaged newer one is skipped with a warning and
+    set aside (:func:`set_aside`); when every checkpoint is damaged, all stay where they are and
+    :class:`CheckpointUnreadableError` names them.
+    Temporary files of writes that never finished are removed."""
+    for partial in stale_temp_files(checkpoint_dir):
+        log.warning("removing %s: the partial write of a checkpoint whose process died", partial)
+        partial.unlink(missing_ok=True)
+    candidates = _newest_first(checkpoint_dir) if checkpoint_dir.is_dir() else []
+    defects = []
+    for path in candidates:
+        defect = checkpoint_defect(path)
+        if defect is None:
+            if defects:
+                kept = [set_aside(p) for p, _ in defects]
+                skipped = "; ".join(f"{p.name}: {d}" for p, d in defects)
+                log.warning("resuming from the older checkpoint %s: the newer one(s) cannot be read (%s); kept as %s",
+                            path, skipped, ", ".join(k.name for k in kept))
+            return path
+        defects.append((path, defect))
+    if defects:
+        listed = "; ".join(f"{p}: {d}" for p, d in defects)
+        raise CheckpointUnreadableError(
+            f"no intact checkpoint to resume from in {checkpoint_dir} ({listed}). Move the damaged files "
+            f"aside to run again from step 0 in this dir, or start a new run."
+        )
+    return None
+
+
+def verified_checkpoint(path: Path, key: str = "ckpt_path") -> Path:
+    """A checkpoint named explicitly (``ckpt_path=FILE``): it must exist and be intact."""
+    if not path.exists():
+        raise FileNotFoundError(f"{key}={str(path)!r} does not exist")
+    defect = checkpoint_defect(path)
+    if defect is not None:
+        raise CheckpointUnreadableError(f"{key}={str(path)!r} cannot be read: {defect}")
+    return path
