@@ -315,3 +315,18 @@ def test_a_signal_outside_training_stops_at_once():
         time.sleep(5)
     assert stopped.value.code == 143 and stopped.value.signal_name == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is previous  # the previous handler is back
+
+
+def test_a_status_that_does_not_fit_beside_the_old_one_overwrites_it_in_place(tmp_path, monkeypatch):
+    from rcollapse import pipeline
+
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"status": "running", "stage": "reward"}))
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_json_atomic", no_room)
+    pipeline._record_status(status, {"status": "failed", "stage": "reward", "error": "OSError: disk full",
+                                     "traceback": "a long traceback"})
+    assert json.loads(status.read_text()) == {"status": "failed", "stage": "reward", "error": "OSError: disk full"}
