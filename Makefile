@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 DEMO_UTILITIES ?= x,x_inv,log,logsigmoid,adaptive
 
-.PHONY: help install demo study test test-full test-slurm bench lint clean
+.PHONY: help install demo study test test-full test-slurm bench bench-gpu lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench: install  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.collapse_solver
 	$(PY) -m benchmarks.ensemble_phase2
 	$(PY) -m benchmarks.ppo_throughput
+
+bench-gpu: install  ## the GPU check at the papers' shapes (one GPU, <= 10 min): throughput and projected costs
+	$(PY) -m benchmarks.gpu_check --out outputs/gpu_check
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

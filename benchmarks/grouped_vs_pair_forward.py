@@ -88,19 +88,21 @@ DEBERTA_V3_BASE = dict(
 )
 
 
-def deberta_throughput(tokenizer, seq_len: int = 512, batch: int = 32, steps: int = 10) -> float:
-    """Sequences/s of forward+backward at deberta-v3-base size (vocabulary 128k as the real one)."""
+def deberta_throughput(tokenizer, seq_len: int = 512, batch: int = 32, steps: int = 10, shape: dict | None = None,
+                       vocab_size: int = 128_100) -> float:
+    """Sequences/s of forward+backward at deberta-v3-base size (vocabulary 128k as the real one;
+    ``shape`` and ``vocab_size`` shrink it for a smoke test)."""
     from rcollapse.models.tiny_encoder import build_encoder_from_config
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     class Vocab:  # build_encoder_from_config only needs len(tokenizer)
         def __len__(self):
-            return 128_100
+            return vocab_size
 
-    model = RewardModel(build_encoder_from_config(Vocab(), **DEBERTA_V3_BASE)).to(device)
+    model = RewardModel(build_encoder_from_config(Vocab(), **(shape or DEBERTA_V3_BASE))).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    ids = torch.randint(1000, 20000, (batch, seq_len), device=device)
+    ids = torch.randint(min(1000, vocab_size - 1), min(20000, vocab_size), (batch, seq_len), device=device)
     mask = torch.ones_like(ids)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 

@@ -103,8 +103,9 @@ def main(argv=None) -> None:
         print("no GPU here: the GPT-2-small projection needs one (python -m benchmarks.ppo_throughput --size gpt2)")
 
 
-def measure(size: str, backbone: str, batch: int, args) -> None:
-    """Time the rollout and update against raw calls at one policy shape, and project a policy."""
+def measure(size: str, backbone: str, batch: int, args) -> dict[str, float]:
+    """Time the rollout and update against raw calls at one policy shape, and project a policy
+    (returned: the iteration's seconds and the projected minutes per policy)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     tokenizer = build_tiny_tokenizer_for_generation()
@@ -186,6 +187,8 @@ def measure(size: str, backbone: str, batch: int, args) -> None:
           f"{args.ppo_epochs} update epochs {args.ppo_epochs * t_update:.2f}); projected per policy at the paper's "
           f"settings ({PAPER_ITERATIONS} x {PAPER_BATCH} episodes): {per_policy_h * 60:.1f} min "
           f"(paper: {PAPER_HOURS} h on 4 A40s; " + (f"{speedup:.0f}x faster)" if speedup >= 1 else f"{1 / speedup:.1f}x slower)"))
+    return {"iteration_s": iteration, "rollout_s": t_rollout, "score_s": t_score, "update_epoch_s": t_update,
+            "per_policy_min": per_policy_h * 60, "batch": batch}
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def validate_config(cfg: DictConfig) -> None:
 
 # which data module each training stage reads, and the data sets that provide it
 STAGE_DATA = {
-    "reward": ("RankingDataModule", "dataset=length_offline|longform_length|rankings_jsonl"),
+    "reward": ("RankingDataModule", "dataset=length_offline|longform_length|stack_exchange|stack_exchange_offline|rankings_jsonl"),
     "ensemble": ("PreferenceDataModule", "dataset=preference_offline|pref_mix|rewardbench"),
     "ppo": ("PromptDataModule", "dataset=prompts_offline|imdb_prompts"),
 }
@@ -62,8 +62,8 @@ def validate_stage_data(cfg: DictConfig) -> None:
 
 # which part of a model group each training stage builds, and the model groups that provide it
 STAGE_MODEL = {
-    "reward": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta"),
-    "ensemble": ("backbone", "an encoder reward model", "model=tiny|minilm|deberta|ngram"),
+    "reward": ("backbone", "a reward model's backbone", "model=tiny|minilm|deberta|gpt_neo|gemma_2b"),
+    "ensemble": ("backbone", "a reward model's backbone", "model=tiny|minilm|deberta|ngram|gpt_neo|gemma_2b"),
     "ppo": ("policy", "a causal-LM policy", "model=tiny_gpt2|gpt2"),
 }
 # model.dropout: the checkpoint's dropout active while training, or every dropout probability 0
@@ -90,6 +90,12 @@ def validate_stage_model(cfg: DictConfig) -> None:
              f"model.{part}: {options}); the chosen model group has no model.{part}")
     if name in ("reward", "ensemble"):
         dropout_enabled(cfg.model.get("dropout", True))
+    from rcollapse.models.backbone_options import BackboneOptionError, check_model_options
+
+    try:  # dtype, gradient checkpointing, frozen layers, LoRA: checked before anything loads
+        check_model_options(cfg.model)
+    except BackboneOptionError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _number(value) -> float | None:

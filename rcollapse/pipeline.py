@@ -2,7 +2,8 @@
 
 Every run dir holds the resolved config (``config_resolved.yaml``; Hydra's ``.hydra/`` beside
 it), ``status.json`` (running → completed | failed, with the traceback | interrupted, by
-SIGTERM or Ctrl-C, resumable), ``metrics.json`` (the final metrics, flat keys as logged),
+SIGTERM or Ctrl-C, resumable), ``metrics.json`` (the final metrics, flat keys as logged, and
+what the run cost: ``cost/*``, see ``rcollapse.run_cost``; ``cost/device`` is the one string),
 figures and checkpoints. Every record is written whole or not at all (``rcollapse.atomic_files``).
 """
 
@@ -26,6 +27,7 @@ from rcollapse.config_checks import validate_config
 from rcollapse.config_resolvers import register_resolvers
 from rcollapse.interruption import RunInterrupted, interruption_signal, stop_on_signals
 from rcollapse.resume_checks import check_resume
+from rcollapse.run_cost import RunCost, cost_line
 from rcollapse.run_lock import run_dir_lock
 from rcollapse.training_run import wants_resume
 
@@ -87,6 +89,27 @@ def _finish_wandb(exit_code: int) -> None:
             print("W&B run saved offline; upload it with `wandb sync <run dir>/wandb/offline-run-*`")
 
 
+def _measured_cost(meter: RunCost) -> dict:
+    """The run's ``cost/*`` metrics; {} (with a warning) should measuring fail: the run's own
+    results are never lost to their bookkeeping."""
+    try:
+        return meter.metrics()
+    except Exception as err:
+        log.warning("could not measure the run's cost (no cost/* in metrics.json): %s", err)
+        return {}
+
+
+def _log_cost_to_wandb(cost: dict) -> None:
+    """The run's ``cost/*`` into its W&B summary (the device string too), when a W&B run is open.
+    Lightning's loggers never see them: the stage logged its final metrics before they existed."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        try:
+            wandb.run.summary.update(cost)
+        except Exception as err:  # the record of the cost is metrics.json; W&B's copy is a convenience
+            log.warning("could not add the run's cost to its W&B summary: %s", err)
+
+
 def _previous_status(status_path: Path) -> dict:
     try:
         return json.loads(status_path.read_text())
@@ -131,11 +154,15 @@ def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
         write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **_job_ids()})
     try:
-        L.seed_everything(cfg.seed, workers=True)
-        stage_runner = instantiate(cfg.stage.runner)
-        metrics = stage_runner(cfg, output_dir)
+        with RunCost() as meter:  # wall time, peak memory, device; the trainers add their throughput
+            L.seed_everything(cfg.seed, workers=True)
+            stage_runner = instantiate(cfg.stage.runner)
+            metrics = stage_runner(cfg, output_dir)
+        cost = _measured_cost(meter)
+        metrics = {**metrics, **cost}
         if leader:  # inside: a full disk here is a failure like any other
             _write_json(output_dir / "metrics.json", metrics)
+            _log_cost_to_wandb(cost)
     except BaseException as err:
         outcome = _outcome(cfg, output_dir, err)
         if leader:
@@ -155,6 +182,8 @@ def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
     if leader:
         _record_status(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
                                      **_job_ids()})
+        if cost:
+            print(cost_line(cost))
     return metrics
 
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.checkpoint_files import AtomicCheckpointIO, checkpoint_to_resume, verified_checkpoint
 from rcollapse.interruption import CheckpointAndStopOnSignal
+from rcollapse.run_cost import ThroughputMeter
 from rcollapse.wandb_run_id import previous_wandb_run_id
 
 
@@ -66,8 +67,10 @@ def log_final_metrics(loggers, metrics: dict[str, float], step: int) -> None:
 def build_trainer(cfg: DictConfig, callbacks: list, logger, **overrides) -> L.Trainer:
     """``cfg.trainer`` with the run's callbacks and loggers, checkpoints written whole or not at
     all (:class:`AtomicCheckpointIO`), and SIGTERM / Ctrl-C turned into a checkpoint and a stop
-    at the end of the optimiser step (:class:`CheckpointAndStopOnSignal`)."""
-    return instantiate(cfg.trainer, logger=logger, callbacks=[*callbacks, CheckpointAndStopOnSignal()],
+    at the end of the optimiser step (:class:`CheckpointAndStopOnSignal`), and the training
+    throughput measured for the run's ``cost/*`` metrics (:class:`rcollapse.run_cost.ThroughputMeter`)."""
+    return instantiate(cfg.trainer, logger=logger,
+                       callbacks=[*callbacks, ThroughputMeter(), CheckpointAndStopOnSignal()],
                        plugins=[AtomicCheckpointIO()], **overrides)
 
 

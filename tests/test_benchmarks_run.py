@@ -33,3 +33,22 @@ def test_the_benchmark_ensemble_is_frozen_and_scores_ten_heads(backbone, monkeyp
     enc = tokenizer(["a good film", "bad"], return_tensors="pt", padding=True)
     out = ensemble(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
     assert out.scores.shape == (2, 10) and torch.isfinite(out.variance).all()
+
+
+def test_the_gpu_check_runs_at_smoke_sizes_and_writes_its_projections(tmp_path, capsys):
+    import json
+
+    from benchmarks import gpu_check, ppo_throughput
+
+    original = ppo_throughput.GEMMA_2B
+    try:
+        results = gpu_check.main(["--smoke", "--out", str(tmp_path)])
+    finally:
+        ppo_throughput.GEMMA_2B = original
+    printed = capsys.readouterr().out
+    assert re.search(r"ranking RM fwd\+bwd\s+\d+\.\d sequences/s \(target > 238\)", printed), printed
+    assert re.search(r"one PPO policy\s+\d+\.\d\d min \(target < 2\)", printed), printed
+    saved = json.loads((tmp_path / "gpu_check.json").read_text())
+    for section in ("collapse_longform", "ensemble_phase2", "ppo_policy"):
+        assert saved[section]["check_s"] > 0 and section in results
+    assert saved["ensemble_phase2"]["projected_phase2_min"] > 0

@@ -87,3 +87,22 @@ def test_datamodule_loaders():
     assert [b["row_ids"] for b in test_loader] == [[r.row_id for r in rows["test"]]]
     assert sum((b["row_ids"] for b in probe_loader), []) == [r.row_id for r in rows["train"][:5]]
     assert isinstance(next(iter(test_loader))["openness"], torch.Tensor)
+
+
+def test_a_decoder_tokenizer_gets_question_and_answer_ending_with_eos():
+    from rcollapse.data.ranking_collator import is_decoder_tokenizer, pair_texts
+    from rcollapse.models.policy import build_tiny_tokenizer_for_generation
+    from rcollapse.models.tiny_encoder import build_tiny_tokenizer
+
+    encoder = build_tiny_tokenizer()
+    assert not is_decoder_tokenizer(encoder)
+    assert pair_texts(encoder, ["p"], ["c"]) == (["p"], ["c"])
+    decoder = build_tiny_tokenizer_for_generation()
+    decoder.sep_token = decoder.cls_token = None
+    assert is_decoder_tokenizer(decoder)
+    assert pair_texts(decoder, ["Why?"], ["Because."]) == (["Question: Why?\n\nAnswer:"],
+                                                           [f" Because.{decoder.eos_token}"])
+    rows = [RankingRow("a", "Why?", ("Because.", "No."), 1.0)]
+    batch = RankingCollator(decoder, max_length=64)(rows)
+    ids = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+    assert ids[-1] == decoder.eos_token_id  # the last token, which last-token pooling reads, closes the answer

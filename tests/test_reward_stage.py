@@ -25,7 +25,7 @@ def test_short_training_run_for_every_utility(utility, tmp_path):
     out = tmp_path / "run"
     metrics = json.loads((out / "metrics.json").read_text())
     assert EXPECTED_KEYS <= set(metrics), EXPECTED_KEYS - set(metrics)
-    assert all(isinstance(v, float) for v in metrics.values())
+    assert all(isinstance(v, float) for k, v in metrics.items() if k != "cost/device")  # the one string
     assert json.loads((out / "status.json").read_text())["status"] == "completed"
     for name in ("rewards_by_rank_test.png", "rewards_by_rank_train.png", "rewards_over_training.png"):
         assert (out / "figures" / name).stat().st_size > 1000

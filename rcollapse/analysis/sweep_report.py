@@ -12,7 +12,9 @@ mean. Overrides that only say how a run was run (``resume``, ``resume_force``, `
 ``hydra.*``) are no swept parameters: a resumed seed stays in its group.
 
 Prints one row per run (the swept parameters, status, chosen + default metrics), the seeds
-grouped as mean ± std when ``seed`` varies, and the failed, unfinished and unreadable runs with
+grouped as mean ± std when ``seed`` varies, what the runs cost (``cost/*`` of ``metrics.json``:
+mean wall time, peak memory, training throughput and the device(s), per setting or per run when
+only the seed varies), and the failed, unfinished and unreadable runs with
 their errors; writes ``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
 from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting). For PPO runs, the
 arms' judge distribution (``ppo_summary.csv``, ``ppo_judge_distribution.png``), the risk
@@ -45,6 +47,16 @@ RESERVED = ("run_dir", "status", "error", "slurm_job")
 RUN_CONTROL = ("resume", "resume_force", "ckpt_path", "fail_fast")  # with hydra.*: never swept parameters
 OVERRIDES = ".hydra/overrides.yaml"
 PROFILE_SPLIT = "rm/test"
+# the numbers of the report's Cost section: metrics.json key (rcollapse.run_cost), column heading
+COST_COLUMNS = (
+    ("cost/wall_s", "wall s"),
+    ("cost/peak_rss_gb", "peak RSS GB"),
+    ("cost/peak_gpu_mem_gb", "peak GPU GB"),
+    ("cost/train_s", "train s"),
+    ("cost/train_sequences_per_s", "sequences/s"),
+    ("cost/train_tokens_per_s", "tokens/s"),
+)
+COST_DEVICE = "cost/device"
 _RANK_KEY = re.compile(r"^(?P<prefix>.+)/(?P<kind>open|closed)_reward_rank(?P<k>\d+)$")
 
 
@@ -150,8 +162,10 @@ def collect_runs(dirs: Iterable) -> pd.DataFrame:
     ``status``, ``error`` (first line) and every metric column.
 
     ``df.attrs`` records ``override_keys``, ``metric_keys`` (column order: run_dir,
-    overrides, status, error, metrics naturally sorted) and ``no_overrides`` (the run dirs whose
-    overrides.yaml cannot be read).
+    overrides, status, error, metrics naturally sorted), ``text_metric_keys`` (the metrics kept as
+    text: those whose every value is a string, such as ``cost/device``; the others are numbers,
+    NaN where a value is no number) and ``no_overrides`` (the run dirs whose overrides.yaml
+    cannot be read).
     """
     records: list[dict] = []
     override_keys: dict[str, None] = {}
@@ -178,9 +192,15 @@ def collect_runs(dirs: Iterable) -> pd.DataFrame:
     metric_cols = sorted(metric_keys - set(params) - set(RESERVED), key=_natural_key)
     df = pd.DataFrame.from_records(records, columns=["run_dir", *params, "status", "error", "slurm_job",
                                                      *metric_cols])
+    text_cols = []
     for col in metric_cols:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
+        numbers = pd.to_numeric(df[col], errors="coerce")
+        if numbers.notna().any() or not df[col].map(lambda v: isinstance(v, str)).any():
+            df[col] = numbers
+        else:  # a metric that is text in every run that has it (cost/device)
+            text_cols.append(col)
     df.attrs["override_keys"] = params
+    df.attrs["text_metric_keys"] = text_cols
     df.attrs["metric_keys"] = metric_cols
     df.attrs["no_overrides"] = no_overrides
     return df
@@ -296,6 +316,52 @@ def _comparison_rows(df: pd.DataFrame, params: list[str]) -> list[dict]:
     return [r for r in rows if r["open_profile"].size or r["closed_profile"].size]
 
 
+def cost_summary(df: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """What the completed runs cost (their ``cost/*`` metrics, from ``rcollapse.run_cost``): per
+    group of the swept settings other than ``seed``, the mean of each number over the group's
+    runs, ``n`` and the device(s); per run (``labels``, default the run dirs) when nothing but
+    the seed was swept. None when no completed run has a cost."""
+    done = df[df["status"] == "completed"] if "status" in df.columns else df
+    numbers = [key for key, _ in COST_COLUMNS if key in done.columns and done[key].notna().any()]
+    if done.empty or not numbers:
+        return None
+    with_cost = done[numbers].notna().any(axis=1)
+    done = done[with_cost]
+    values = done[numbers].apply(pd.to_numeric, errors="coerce")
+    devices = done[COST_DEVICE].astype(str).where(done[COST_DEVICE].notna(), "-") if COST_DEVICE in done.columns \
+        else pd.Series("-", index=done.index)
+    group_by = [p for p in swept_params(df) if p != "seed"]
+    if not group_by:
+        label_of = df["run_dir"] if labels is None else pd.Series(list(labels), index=df.index)
+        table = values.copy()
+        table.insert(0, "n", 1)
+        table["device"] = devices
+        table.index = pd.Index(label_of.loc[done.index].astype(str).tolist(), name="run")
+        table.attrs["grouped"] = False
+        return table
+    keys = [done[g].astype(str) for g in group_by]
+    table = values.groupby(keys, dropna=False, sort=False).mean()
+    table.insert(0, "n", values.groupby(keys, dropna=False, sort=False).size())
+    table["device"] = devices.groupby(keys, dropna=False, sort=False).agg(lambda d: "; ".join(dict.fromkeys(d)))
+    table.attrs["grouped"] = True
+    return table
+
+
+def format_cost(table: pd.DataFrame) -> str:
+    """The cost table for the console (``n`` only when runs are grouped)."""
+    numbers = [key for key, _ in COST_COLUMNS if key in table.columns]
+    names = dict(COST_COLUMNS)
+    grouped = bool(table.attrs.get("grouped"))
+    index_names = [str(name) for name in table.index.names] if grouped else ["run"]
+    headers = [*index_names, *(["n"] if grouped else []), *(names[k] for k in numbers), "device"]
+    rows = []
+    for key, row in table.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append([*(str(k) for k in key), *([str(int(row["n"]))] if grouped else []),
+                     *(fmt(row[k]) for k in numbers), str(row["device"])])
+    return format_table(headers, rows)
+
+
 def _run_label(run_dir: str, roots: Sequence[Path]) -> str:
     path = Path(run_dir)
     for root in roots:
@@ -359,6 +425,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cells.append(f"{fmt(row[(m, 'mean')])} ± {fmt(row[(m, 'std')])} (n={n})")
                 grouped_rows.append(cells)
             print(format_table([*group_cols, *metrics], grouped_rows))
+
+    costs = cost_summary(df, [_run_label(r, roots) for r in df["run_dir"]])
+    if costs is not None:
+        grouped = bool(costs.attrs.get("grouped"))
+        print("\nCost (" + ("mean over each setting's completed runs" if grouped else "completed runs")
+              + "; wall = the whole stage, train s = inside training batches, sequences/s and tokens/s "
+              "over that time; cost/* in report.csv):")
+        print(format_cost(costs))
 
     for status, heading in (("failed", "Failed jobs:"), ("incomplete", "Incomplete jobs:"),
                             ("running", "Jobs still running (or killed):"),

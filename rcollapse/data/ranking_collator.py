@@ -7,6 +7,25 @@ import torch
 from rcollapse.data.ranking_rows import RankingRow
 
 
+def is_decoder_tokenizer(tokenizer) -> bool:
+    """A decoder's tokenizer (GPT-2, GPT-Neo, Gemma) has no separator or class token: it joins a
+    text pair with nothing between, so the pair must say where the answer starts."""
+    if not (hasattr(tokenizer, "sep_token") and hasattr(tokenizer, "cls_token")):  # not a Hugging Face tokenizer
+        return False
+    return tokenizer.sep_token is None and tokenizer.cls_token is None
+
+
+def pair_texts(tokenizer, prompts: list[str], completions: list[str]) -> tuple[list[str], list[str]]:
+    """The (prompt, completion) text pairs as the tokenizer gets them. An encoder's tokenizer puts
+    its separator between them; for a decoder they become "Question: ...\n\nAnswer: ..." ending
+    with its EOS token (the StackLLaMA reward model's layout), so that the last token, which a
+    decoder's reward model reads, closes the answer."""
+    if not is_decoder_tokenizer(tokenizer):
+        return prompts, completions
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    return [f"Question: {p}\n\nAnswer:" for p in prompts], [f" {c}{eos}" for c in completions]
+
+
 class RankingCollator:
     """One tokenizer call over all (prompt, completion) pairs of a batch, row by row, best first.
 
@@ -19,8 +38,8 @@ class RankingCollator:
         self.max_length = max_length
 
     def __call__(self, rows: list[RankingRow]) -> dict:
-        prompts = [row.prompt for row in rows for _ in row.completions]
-        completions = [text for row in rows for text in row.completions]
+        prompts, completions = pair_texts(self.tokenizer, [row.prompt for row in rows for _ in row.completions],
+                                          [text for row in rows for text in row.completions])
         encoded = self.tokenizer(
             prompts,
             completions,

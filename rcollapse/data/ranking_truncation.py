@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 
+from rcollapse.data.ranking_collator import pair_texts
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow
 
 MAX_LENGTH_KEY = "model.max_length"
@@ -30,9 +31,9 @@ def check_truncation(splits: dict[str, list[RankingRow]], tokenizer, max_length:
                     raise MalformedRowError(f"row {row.row_id} ({split}): completions {seen[text]} and {index} are the "
                                             "same text with different ranks; a ranking needs distinct completions")
                 seen[text] = index
-            prompts = [row.prompt] * len(row.completions)
-            full = tokenizer(prompts, list(row.completions), truncation=False)["input_ids"]
-            cut = tokenizer(prompts, list(row.completions), truncation="longest_first", max_length=max_length)["input_ids"]
+            prompts, completions = pair_texts(tokenizer, [row.prompt] * len(row.completions), list(row.completions))
+            full = tokenizer(prompts, completions, truncation=False)["input_ids"]
+            cut = tokenizer(prompts, completions, truncation="longest_first", max_length=max_length)["input_ids"]
             truncated += sum(len(ids) > max_length for ids in full)
             inputs: dict[tuple, int] = {}
             for index, ids in enumerate(cut):

@@ -44,7 +44,14 @@ def save_ensemble(reward_model: RewardModel, tokenizer, path: str | Path, max_le
                          "(stage=ensemble does so at the end of phase 2)")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    reward_model.backbone.save_pretrained(str(path / "backbone"))
+    backbone = reward_model.backbone
+    if hasattr(backbone, "merge_and_unload"):  # LoRA adapters: save the merged weights, which reload alone
+        import copy
+
+        from rcollapse.models.backbone_options import merge_lora
+
+        backbone = merge_lora(copy.deepcopy(backbone))
+    backbone.save_pretrained(str(path / "backbone"))
     tokenizer.save_pretrained(str(path / "tokenizer"))
     with atomic_writer(path / "heads.pt", "wb") as handle:
         torch.save(reward_model.heads.state_dict(), handle)

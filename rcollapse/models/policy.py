@@ -14,12 +14,7 @@ import copy
 import torch
 from torch import nn
 
-from rcollapse.models.hub_models import (
-    ModelUnavailableError,
-    _offline_message,
-    load_pretrained_tokenizer,
-    require_local_or_hub,
-)
+from rcollapse.models.hub_models import _from_pretrained, load_pretrained_tokenizer
 
 
 class PolicyWithValueHead(nn.Module):
@@ -36,7 +31,8 @@ class PolicyWithValueHead(nn.Module):
     def forward(self, input_ids, attention_mask):
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask,
                       position_ids=position_ids_from_mask(attention_mask), output_hidden_states=True)
-        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)
+        hidden = out.hidden_states[-1].to(self.value_head.weight.dtype)  # a bfloat16 LM, a float32 head
+        return out.logits, self.value_head(hidden).squeeze(-1)
 
 
 def frozen_reference(lm: nn.Module) -> nn.Module:
@@ -84,21 +80,23 @@ def build_tiny_gpt2(tokenizer, n_embd: int = 64, n_layer: int = 2, n_head: int =
 OFFLINE_POLICY = "`model=tiny_gpt2` (a small GPT-2 policy built from a config, no download)"
 
 
-def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path", tokenizer=None):
+def load_pretrained_causal_lm(name_or_path: str, key: str = "model.name_or_path", tokenizer=None,
+                              dtype: str = "float32", gradient_checkpointing: bool = False,
+                              freeze_layers: int | None = None, lora=None):
     """A pretrained causal LM by hub name or local directory. ``tokenizer`` (what the PPO stage
-    passes every policy builder) must fit the model's vocabulary."""
+    passes every policy builder) must fit the model's vocabulary. The switches (``model.dtype``,
+    ``model.gradient_checkpointing``, ``model.freeze_layers``, ``model.lora``) are those of
+    :mod:`rcollapse.models.backbone_options`; their defaults load the model as it always was."""
     from transformers import AutoModelForCausalLM
 
-    source = require_local_or_hub(name_or_path, key, OFFLINE_POLICY)
-    try:
-        lm = AutoModelForCausalLM.from_pretrained(source)
-    except OSError as err:
-        raise ModelUnavailableError(
-            _offline_message(name_or_path, key, str(err).splitlines()[0], OFFLINE_POLICY)) from err
+    from rcollapse.models.backbone_options import apply_backbone_options, check_backbone_options
+
+    check_backbone_options(dtype, gradient_checkpointing, freeze_layers, lora)
+    lm = _from_pretrained(AutoModelForCausalLM, name_or_path, key, OFFLINE_POLICY, dtype, freeze_layers)
     if tokenizer is not None and len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         raise ValueError(f"{key}={name_or_path}: the tokenizer has {len(tokenizer)} tokens, the model's embedding "
                          f"{lm.get_input_embeddings().num_embeddings}: they are not one model's")
-    return lm
+    return apply_backbone_options(lm, dtype, gradient_checkpointing, freeze_layers, lora, task_type="CAUSAL_LM")
 
 
 def load_pretrained_generation_tokenizer(name_or_path: str, key: str = "model.name_or_path"):

@@ -154,7 +154,8 @@ class RewardModel(nn.Module):
     def raw_head_scores(self, features: torch.Tensor) -> torch.Tensor:
         """[S, k] the heads' outputs on pooled features, before the normalisation."""
         weight = self.heads.weight * self.feature_mask.to(self.heads.weight.dtype)
-        return nn.functional.linear(features, weight, self.heads.bias).float()
+        # a bfloat16 backbone's features meet the float32 heads in the heads' dtype
+        return nn.functional.linear(features.to(weight.dtype), weight, self.heads.bias).float()
 
     def head_scores(self, features: torch.Tensor) -> torch.Tensor:
         """[S, k] the heads' rewards on pooled features: normalised (once fitted)."""

@@ -50,8 +50,20 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     metrics = final_metrics(fit_metrics, trainer.callback_metrics)
     # completions model.max_length cut (check_truncation warned when any were)
     metrics.update({f"rm/data/truncated_{split}": float(n) for split, n in datamodule.truncated.items()})
+    metrics.update(source_stats_metrics(getattr(datamodule, "source", None)))  # e.g. rm/data/stack_exchange/*
     print_summary(metrics, output_dir)
     return metrics
+
+
+def source_stats_metrics(source) -> dict[str, float]:
+    """``rm/data/<name>/<count>`` for a source that reports counts about its data: a ``stats`` dict
+    of numbers filled by its ``load()``, ``<name>`` its ``stats_name`` (e.g. StackExchange's
+    selection and ties); nothing for a source without them."""
+    stats = getattr(source, "stats", None)
+    if not isinstance(stats, dict):
+        return {}
+    name = getattr(source, "stats_name", type(source).__name__)
+    return {f"rm/data/{name}/{key}": float(value) for key, value in stats.items()}
 
 
 SUMMARY_KEYS = (
