@@ -37,11 +37,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
-DEFAULT_METRICS = (
+DEFAULT_METRICS = (  # those present in a sweep's runs are shown
     "rm/test/open_closed_distance",
     "rm/test/open_w1_uniform",
     "rm/test/closed_w1_two_point",
     "rm/val/pair_acc",
+    "rm/test/theory_distance_open",
+    "theory/ks_distance",
+    "theory/w1_distance",
+    "theory/mass_at_one",
+    "bandit/unaware/return_std",
+    "bandit/aware/return_std",
+    "bandit/std_ratio_unaware_over_aware",
 )
 RESERVED = ("run_dir", "status", "error", "slurm_job")
 RUN_CONTROL = ("resume", "resume_force", "ckpt_path", "fail_fast")  # with hydra.*: never swept parameters
