@@ -51,6 +51,7 @@ bench: install  ## benchmarks: ratios measured side by side in one run
 	$(PY) -m benchmarks.collapse_solver
 	$(PY) -m benchmarks.ensemble_phase2
 	$(PY) -m benchmarks.ppo_throughput
+	$(PY) -m benchmarks.packed_vs_padded
 
 bench-gpu: install  ## the GPU check at the papers' shapes (one GPU, <= 10 min): throughput and projected costs
 	$(PY) -m benchmarks.gpu_check --out outputs/gpu_check

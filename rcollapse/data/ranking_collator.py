@@ -33,9 +33,17 @@ class RankingCollator:
     collator lays replies out the same way), so prompts may have different numbers.
     """
 
-    def __init__(self, tokenizer, max_length: int = 512):
+    def __init__(self, tokenizer, max_length: int = 512, packing: bool = False, pack_length: int | None = None):
         self.tokenizer = tokenizer
         self.max_length = max_length
+        # packing: padding-free batches (rcollapse/data/packed_batches.py); off by default
+        if not isinstance(packing, bool):
+            raise ValueError(f"dataset.datamodule.packing must be true or false, got {packing!r}")
+        if pack_length is not None and (not isinstance(pack_length, int) or pack_length < max_length):
+            raise ValueError(f"dataset.datamodule.pack_length must be null or an integer >= model.max_length "
+                             f"({max_length}), got {pack_length!r}")
+        self.packing = packing
+        self.pack_length = pack_length if pack_length is not None else max_length
 
     def __call__(self, rows: list[RankingRow]) -> dict:
         prompts, completions = pair_texts(self.tokenizer, [row.prompt for row in rows for _ in row.completions],
@@ -56,4 +64,8 @@ class RankingCollator:
         )
         batch["openness"] = torch.tensor([row.openness for row in rows], dtype=torch.float32)
         batch["row_ids"] = [row.row_id for row in rows]
+        if self.packing:  # padding-free layout under batch["packed"] (rcollapse/data/packed_batches.py)
+            from rcollapse.data.packed_batches import pack_batch
+
+            return pack_batch(batch, self.pack_length, self.tokenizer.pad_token_id or 0)
         return batch

@@ -54,11 +54,15 @@ class RankingDataModule(L.LightningDataModule):
         max_length: int = 512,
         train_probe_size: int = 16,
         shuffle_seed: int = 0,
+        packing: bool = False,
+        pack_length: int | None = None,
     ):
         super().__init__()
         self.source = source
         self.tokenizer = tokenizer
-        self.collate = RankingCollator(tokenizer, max_length=max_length)
+        # packing: padding-free batches (rcollapse/data/packed_batches.py), pack_length defaults to max_length
+        self.collate = RankingCollator(tokenizer, max_length=max_length, packing=packing, pack_length=pack_length)
+        self.packing = bool(packing)
         self.max_length = int(max_length)
         self.truncated: dict[str, int] = {}  # truncated completions per split (check_truncation)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

@@ -173,3 +173,95 @@ class RewardModel(nn.Module):
         scores = self.head_scores(self.features(input_ids, attention_mask, token_type_ids))
         variance = scores.var(dim=1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
         return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)
+
+    # ---- packed (padding-free) forward: rcollapse/data/packed_batches.py ----------------------------
+    def packed_features(self, packed: dict) -> torch.Tensor:
+        """Pooled features [S, H] of the sequences packed in ``packed`` (``batch["packed"]``), in their
+        original order: the backbone runs on the packed rows with a block-diagonal mask and
+        per-sequence position ids, then each sequence is pooled from its own span."""
+        hidden = packed_hidden_states(self.backbone, packed)  # [R, P, H]
+        rows, starts, lengths = packed["sequence_rows"], packed["sequence_starts"], packed["sequence_lengths"]
+        if self.pooling == "cls":
+            return hidden[rows, starts]
+        if self.pooling == "last":
+            return hidden[rows, starts + lengths - 1]
+        index = packed["sequence_index"].reshape(-1)
+        real = index >= 0
+        flat = hidden.reshape(-1, hidden.size(-1))[real]
+        sums = flat.new_zeros(lengths.numel(), hidden.size(-1)).index_add(0, index[real], flat)
+        return sums / lengths.clamp_min(1).unsqueeze(1).to(sums.dtype)
+
+    def packed_forward(self, packed: dict) -> RewardOutput:
+        """:meth:`forward` for a packed batch: the same outputs, per sequence, in the original order."""
+        scores = self.head_scores(self.packed_features(packed))
+        variance = scores.var(dim=1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
+        return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)
+
+
+PACKING_KEY = "dataset.datamodule.packing"
+PACKED_ATTENTION = ("eager", "sdpa")  # the implementations that take a dense [R, 1, P, P] mask
+
+
+def _base_model(backbone: nn.Module) -> nn.Module:
+    """The Hugging Face model under a LoRA (peft) wrapper, or the backbone itself."""
+    get_base = getattr(backbone, "get_base_model", None)
+    return get_base() if callable(get_base) else backbone
+
+
+def packing_unsupported(backbone: nn.Module) -> str | None:
+    """Why ``backbone`` cannot run packed batches, or None when it can.
+
+    Supported: BERT-family encoders (``model_type`` bert: the tiny encoder, MiniLM), which take a
+    ready 4-D additive mask and ``position_ids``; DeBERTa-v2/v3 without its convolution layer
+    (relative positions are i − j, unchanged inside a block; the encoder takes a 3-D mask, the
+    embeddings a 2-D one). Not: decoders (GPT-2, GPT-Neo, Gemma), the n-gram backbone, RoBERTa-style
+    position ids (offset by the padding id), DeBERTa-v2 with ``conv_kernel_size`` (it mixes
+    neighbouring tokens across sequences), flash/flex attention (no dense mask)."""
+    base = _base_model(backbone)
+    config = getattr(base, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type == "bert":
+        if getattr(config, "is_decoder", False):
+            return "a BERT configured as a decoder"
+        implementation = getattr(config, "_attn_implementation", "eager")
+        if implementation not in PACKED_ATTENTION:
+            return f"attention implementation {implementation!r} takes no block-diagonal mask (use eager or sdpa)"
+        return None
+    if model_type == "deberta-v2":
+        if getattr(base.encoder, "conv", None) is not None:
+            return "DeBERTa-v2 with a convolution layer (conv_kernel_size > 0) mixes tokens across sequences"
+        if getattr(base, "z_steps", 0) > 1:
+            return "DeBERTa-v2 with z_steps > 1"
+        return None
+    return f"{type(base).__name__} (model_type {model_type!r}) has no packed forward"
+
+
+def check_packing_supported(backbone: nn.Module) -> None:
+    """Raise naming ``dataset.datamodule.packing`` when ``backbone`` cannot run packed batches."""
+    reason = packing_unsupported(backbone)
+    if reason is not None:
+        raise ValueError(
+            f"{PACKING_KEY}=true needs a backbone that takes a block-diagonal attention mask and per-sequence "
+            f"position ids (BERT-family encoders: model=tiny, model=minilm; DeBERTa-v2/v3: model=deberta); "
+            f"this one cannot: {reason}. Set {PACKING_KEY}=false."
+        )
+
+
+def packed_hidden_states(backbone: nn.Module, packed: dict) -> torch.Tensor:
+    """The backbone's last hidden states [R, P, H] on packed rows, each sequence attending only to itself."""
+    check_packing_supported(backbone)
+    base = _base_model(backbone)
+    sequence_index = packed["sequence_index"]
+    same = sequence_index.unsqueeze(2) == sequence_index.unsqueeze(1)  # [R, P, P]; padding is its own block
+    token_type_ids = packed.get("token_type_ids")
+    if base.config.model_type == "deberta-v2":
+        embeddings = base.embeddings(input_ids=packed["input_ids"], token_type_ids=token_type_ids,
+                                     position_ids=packed["position_ids"], mask=packed["attention_mask"])
+        return base.encoder(embeddings, same.long(), output_hidden_states=False, return_dict=True).last_hidden_state
+    dtype = base.get_input_embeddings().weight.dtype
+    additive = torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
+    kwargs = {"input_ids": packed["input_ids"], "attention_mask": additive.unsqueeze(1),
+              "position_ids": packed["position_ids"]}
+    if token_type_ids is not None:
+        kwargs["token_type_ids"] = token_type_ids
+    return backbone(**kwargs).last_hidden_state

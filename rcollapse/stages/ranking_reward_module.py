@@ -48,9 +48,12 @@ class RankingRewardModule(L.LightningModule):
     # ---- the forward: one pass over all B·n completions -------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards ``R = sigmoid(head)`` laid out [B, n_max] (best first) and the validity mask."""
-        out = self.reward_model(
-            batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-        )
+        if "packed" in batch:  # padding-free batch (dataset.datamodule.packing=true): same [S] outputs
+            out = self.reward_model.packed_forward(batch["packed"])
+        else:
+            out = self.reward_model(
+                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+            )
         rewards = torch.sigmoid(out.scores[:, 0])
         return pad_groups(rewards, batch["group_sizes"])
 
@@ -67,6 +70,14 @@ class RankingRewardModule(L.LightningModule):
         self.log("rm/train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("rm/train/pair_acc", pair_accuracy(rewards.detach(), mask), batch_size=batch_size)
         return loss
+
+    def setup(self, stage: str) -> None:
+        # packing: refuse a backbone without a packed forward before the first step, naming the key
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if getattr(datamodule, "packing", False):
+            from rcollapse.models.reward_model import check_packing_supported
+
+            check_packing_supported(self.reward_model.backbone)
 
     def on_fit_start(self) -> None:  # before Lightning checks the modes at the start of training
         # set, not inherited: from_pretrained gives eval mode, which Lightning would keep

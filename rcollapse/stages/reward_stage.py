@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from rcollapse.config_checks import dropout_enabled
 from rcollapse.config_resolvers import config_choice
 from rcollapse.stages.collapse_figures import CollapseFiguresCallback
+from rcollapse.stages.reward_diagnostics_callback import RewardDiagnosticsCallback
 from rcollapse.training_run import build_loggers, build_trainer, final_metrics, resolve_ckpt_path
 
 
@@ -39,7 +40,8 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     )
     choice = config_choice("utility")
     title = f"utility={choice if choice != 'unknown' else cfg.utility._target_.rsplit('.', 1)[-1]}"
-    callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title)]
+    callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title),
+                 RewardDiagnosticsCallback(str(output_dir), title=title)]
     trainer = build_trainer(cfg, callbacks, build_loggers(cfg))
     ckpt_path = resolve_ckpt_path(cfg, output_dir)
     if ckpt_path:

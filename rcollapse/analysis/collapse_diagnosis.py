@@ -1,0 +1,255 @@
+"""Diagnosing reward collapse in a trained reward model: pure functions on per-prompt scores.
+
+A reward model scores every completion of every prompt. For prompt ``p`` with scores
+``s_1..s_n`` its **normalised profile** is
+
+    q_p = sort_desc((s − min s) / (max s − min s))          (all ½ when max s = min s)
+
+a sample of ``n`` points in [0, 1] with max 1 and min 0: the shape of the prompt's reward
+vector, free of the prompt's offset and scale (the quantity reward collapse is about: Theorem 1
+of Song et al. 2023 says a collapsed model gives every prompt the solution of the collapse
+program, which has r_1 = 1 and r_n = 0, so its normalised profile is the solution itself).
+
+The **pooled profile** of a set ``G`` of prompts is the empirical law of all their normalised
+scores together, ``P_G = concat(q_p : p ∈ G)`` (each prompt weighs by its ``n``).
+
+**Dispersion** of ``G``: ``D(G) = mean_{p∈G} W1(q_p, P_G)``, W1 the 1-D Wasserstein-1 distance
+between empirical laws (:func:`rcollapse.analysis.collapse_metrics.wasserstein1`, exact, sizes may
+differ). ``D(G) = 0`` iff every prompt of ``G`` has the same normalised profile (for equal ``n``).
+
+**Collapse index** (overall): ``D(all prompts)``: how much the prompts' profiles differ.
+**Within-group dispersion**: ``Σ_g |g| D(g) / Σ_g |g|`` over the groups of a prompt attribute
+(open/closed, an openness bin, a named column). **Between-group distance**: ``W1(P_g, P_h)``
+for each pair of groups (for open/closed: ``W1(P_open, P_closed)``), and its maximum over pairs.
+A model trained with one fixed ``U`` collapses: within-group dispersion ≈ 0 *and* between-group
+distance ≈ 0 (open and closed prompts get the same shape); a prompt-aware model keeps the
+within-group dispersion small but separates the groups (between-group distance large).
+
+**Nearest theoretical profile**: for a candidate utility ``U`` the predicted pooled profile of
+``G`` is ``concat(solve_collapse(U, n_p).rewards : p ∈ G)`` (the same ``n`` as each prompt);
+the candidate minimising ``W1(P_G, predicted)`` is the utility the model behaves as if trained
+with. Numpy, plus :mod:`rcollapse.theory` / :mod:`rcollapse.utilities` for the candidates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rcollapse.analysis.collapse_metrics import wasserstein1
+
+__all__ = [
+    "normalised_profile", "pooled_profile", "dispersion", "collapse_report", "Candidate",
+    "default_candidates", "candidates_from_grid", "TheoryCache", "nearest_profiles", "group_labels",
+]
+
+
+# ---- profiles and the collapse index --------------------------------------------------------
+
+
+def normalised_profile(scores) -> np.ndarray:
+    """The prompt's scores sorted best first and min–max normalised within the prompt.
+
+    ``(s − min s) / (max s − min s)``, sorted descending; a prompt whose scores are all equal
+    (no spread at all) gives ``½`` everywhere. NaN or infinite scores raise.
+    """
+    s = np.asarray(scores, float).ravel()
+    if s.size < 2:
+        raise ValueError(f"a reward profile needs at least 2 scores, got {s.size}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"scores must be finite, got {s.tolist()}")
+    low, high = s.min(), s.max()
+    if high - low <= 1e-12 * max(1.0, abs(high), abs(low)):
+        return np.full(s.size, 0.5)
+    return np.sort((s - low) / (high - low))[::-1].copy()
+
+
+def pooled_profile(profiles: Sequence[np.ndarray]) -> np.ndarray:
+    """All normalised scores of the prompts together, sorted best first (the group's pooled law)."""
+    if not profiles:
+        return np.empty(0)
+    return np.sort(np.concatenate([np.asarray(p, float).ravel() for p in profiles]))[::-1].copy()
+
+
+def dispersion(profiles: Sequence[np.ndarray]) -> float:
+    """``mean_p W1(q_p, P)``: mean W1 between each profile and the pooled profile of them all."""
+    if not profiles:
+        return float("nan")
+    pool = pooled_profile(profiles)
+    return float(np.mean([wasserstein1(p, pool) for p in profiles]))
+
+
+def mean_profile_by_rank(profiles: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean normalised score at each rank position (0 = highest score) and how many prompts have it."""
+    n_max = max((len(p) for p in profiles), default=0)
+    sums, counts = np.zeros(n_max), np.zeros(n_max, int)
+    for p in profiles:
+        sums[: len(p)] += p
+        counts[: len(p)] += 1
+    return sums / np.maximum(counts, 1), counts
+
+
+def collapse_report(profiles: Sequence[np.ndarray], groups: Sequence[str]) -> dict:
+    """The collapse index, per-group dispersions and the between-group distances.
+
+    Returns ``{"collapse_index", "within_group_dispersion", "between_group_distance" (max over
+    pairs; NaN with fewer than two groups), "groups": {g: {"num_prompts", "dispersion"}},
+    "pairwise": {"g|h": W1(P_g, P_h)}}``; the definitions are in the module docstring.
+    """
+    if len(profiles) != len(groups):
+        raise ValueError(f"{len(profiles)} profiles but {len(groups)} group labels")
+    if not profiles:
+        raise ValueError("no prompts to diagnose")
+    by_group: dict[str, list[np.ndarray]] = {}
+    for p, g in zip(profiles, groups, strict=True):
+        by_group.setdefault(str(g), []).append(np.asarray(p, float))
+    per_group = {g: {"num_prompts": len(ps), "dispersion": dispersion(ps)} for g, ps in sorted(by_group.items())}
+    total = sum(v["num_prompts"] for v in per_group.values())
+    within = sum(v["num_prompts"] * v["dispersion"] for v in per_group.values()) / total
+    pools = {g: pooled_profile(ps) for g, ps in by_group.items()}
+    pairwise = {f"{g}|{h}": wasserstein1(pools[g], pools[h]) for g, h in itertools.combinations(sorted(pools), 2)}
+    return {
+        "collapse_index": dispersion(profiles),
+        "within_group_dispersion": float(within),
+        "between_group_distance": float(max(pairwise.values())) if pairwise else float("nan"),
+        "groups": per_group,
+        "pairwise": pairwise,
+    }
+
+
+# ---- group labels ----------------------------------------------------------------------------
+
+
+def group_labels(openness: Sequence[float], by: str = "type", bins: Sequence[float] | None = None,
+                 column: Sequence | None = None) -> list[str]:
+    """One label per prompt.
+
+    ``type``: ``open`` if openness > 0 else ``closed`` (the reward stage's rule); ``openness_bin``:
+    the openness score's bin ``[a, b)`` among the edges ``bins`` (the last bin closed);
+    ``column``: the given values as strings; ``none``: every prompt in ``all``.
+    """
+    if by == "type":
+        return ["open" if float(o) > 0 else "closed" for o in openness]
+    if by == "none":
+        return ["all"] * len(openness)
+    if by == "openness_bin":
+        edges = np.asarray(bins if bins is not None else [-1.0, -0.5, 0.0, 0.5, 1.0], float)
+        if edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"diagnose.openness_bins must be at least 2 increasing edges, got {edges.tolist()}")
+        index = np.clip(np.searchsorted(edges, np.asarray(openness, float), side="right") - 1, 0, edges.size - 2)
+        return [f"[{edges[i]:g},{edges[i + 1]:g}{']' if i == edges.size - 2 else ')'}" for i in index]
+    if by == "column":
+        if column is None or len(column) != len(openness):
+            raise ValueError("diagnose.group_by=column needs one value per prompt (diagnose.group_column)")
+        return [str(v) for v in column]
+    raise ValueError(f"diagnose.group_by must be one of type, openness_bin, column, none; got {by!r}")
+
+
+# ---- the nearest theoretical profile ---------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """A candidate utility: its config name (``x``, ``log``, ...) and its parameters."""
+
+    name: str
+    params: Mapping = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        args = ", ".join(f"{k}={v:g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({args})" if args else self.name
+
+    def build(self):
+        from rcollapse import utilities as u
+
+        classes = {"x": u.LinearUtility, "log": u.LogUtility, "x_inv": u.InverseUtility, "power": u.PowerUtility,
+                   "neg_power": u.NegPowerUtility, "logsigmoid": u.LogSigmoidUtility,
+                   "box_cox": u.BoxCoxUtility}
+        if self.name not in classes:
+            raise ValueError(f"diagnose.candidates: unknown utility {self.name!r} (one of {', '.join(classes)})")
+        return classes[self.name](**dict(self.params))
+
+
+def candidates_from_grid(grid: Mapping) -> list[Candidate]:
+    """Candidates from ``{name: {param: [values] | value, ...} | null}``; every combination of the lists."""
+    out = []
+    for name, params in grid.items():
+        params = dict(params or {})
+        keys = list(params)
+        values = [v if isinstance(v, list | tuple) else [v] for v in (params[k] for k in keys)]
+        for combo in itertools.product(*values):
+            out.append(Candidate(str(name), {k: (float(v) if isinstance(v, int | float) else v)
+                                             for k, v in zip(keys, combo, strict=True)}))
+    return out
+
+
+DEFAULT_GRID = {
+    "x": {},
+    "log": {"eps": 0.1},
+    "x_inv": {"eps": 0.1},
+    "power": {"gamma": [0.25, 0.5, 0.75], "eps": 0.1},
+    # γ = 1 with the same ε is x_inv itself (ε^{−1} − (x+ε)^{−1}), so it is left out
+    "neg_power": {"gamma": [0.5, 2.0], "eps": 0.1},
+    "logsigmoid": {"scale": [1.0, 2.0, 4.0, 8.0, 16.0]},
+}
+
+
+def default_candidates() -> list[Candidate]:
+    """x; log and x_inv (ε = 0.1, the training default); power γ ∈ {¼, ½, ¾}; neg_power γ ∈ {½, 2};
+    logsigmoid scale ∈ {1, 2, 4, 8, 16}."""
+    return candidates_from_grid(DEFAULT_GRID)
+
+
+class TheoryCache:
+    """``solve_collapse(U, n).rewards`` per (candidate, n), solved once."""
+
+    def __init__(self):
+        self._solved: dict[tuple, np.ndarray] = {}
+
+    def profile(self, candidate: Candidate, n: int) -> np.ndarray:
+        key = (candidate.name, tuple(sorted(candidate.params.items())), int(n))
+        if key not in self._solved:
+            from rcollapse.theory import solve_collapse
+
+            self._solved[key] = np.asarray(solve_collapse(candidate.build(), int(n)).rewards, float)
+        return self._solved[key]
+
+    def predicted_pool(self, candidate: Candidate, sizes: Iterable[int]) -> np.ndarray:
+        """The predicted pooled profile of prompts with these numbers of completions."""
+        return np.concatenate([self.profile(candidate, n) for n in sizes])
+
+    def __len__(self) -> int:
+        return len(self._solved)
+
+
+def nearest_profiles(profiles: Sequence[np.ndarray], candidates: Sequence[Candidate],
+                     cache: TheoryCache | None = None) -> list[dict]:
+    """Every candidate with ``W1(P, predicted)``, nearest first (ties keep the candidates' order).
+
+    ``P`` is the pooled normalised profile of ``profiles``; the prediction pools the collapse
+    program's solution for each prompt's own ``n``. A candidate whose solver fails is listed
+    last with distance NaN and its error.
+    """
+    if not profiles:
+        raise ValueError("no prompts to compare with the theory")
+    cache = cache if cache is not None else TheoryCache()
+    pool = pooled_profile(profiles)
+    sizes = [len(p) for p in profiles]
+    rows = []
+    for order, cand in enumerate(candidates):
+        try:
+            distance = wasserstein1(pool, cache.predicted_pool(cand, sizes))
+            rows.append({"utility": cand.name, "params": dict(cand.params), "label": cand.label,
+                         "w1": float(distance), "_order": order})
+        except Exception as err:  # a candidate outside the solver's reach must not hide the others
+            rows.append({"utility": cand.name, "params": dict(cand.params), "label": cand.label,
+                         "w1": float("nan"), "error": f"{type(err).__name__}: {err}", "_order": order})
+    rows.sort(key=lambda r: (math.isnan(r["w1"]), r["w1"] if not math.isnan(r["w1"]) else 0.0, r["_order"]))
+    for r in rows:
+        del r["_order"]
+    return rows

@@ -1,0 +1,284 @@
+"""`python -m rcollapse.diagnose`: the collapse index, the nearest theoretical profile, the command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from rcollapse.analysis.collapse_diagnosis import (
+    Candidate,
+    TheoryCache,
+    collapse_report,
+    default_candidates,
+    dispersion,
+    group_labels,
+    nearest_profiles,
+    normalised_profile,
+)
+from rcollapse.diagnose import diagnose
+from rcollapse.pipeline import run
+from tests.conftest import CONF, FAST_TRAINING, REPO, compose_config
+
+# ---- pure functions, by hand ---------------------------------------------------------------------
+
+
+def test_normalised_profile_is_min_max_within_the_prompt_sorted_best_first():
+    np.testing.assert_allclose(normalised_profile([2.0, 4.0, 3.0, 6.0]), [1.0, 0.5, 0.25, 0.0])
+    np.testing.assert_allclose(normalised_profile([0.3, 0.3, 0.3]), [0.5, 0.5, 0.5])  # no spread at all
+    with pytest.raises(ValueError, match="at least 2"):
+        normalised_profile([1.0])
+    with pytest.raises(ValueError, match="finite"):
+        normalised_profile([1.0, float("nan")])
+
+
+def test_identical_profiles_give_index_zero_whatever_each_prompts_offset_and_scale():
+    rng = np.random.default_rng(0)
+    shape = np.array([0.9, 0.7, 0.6, 0.2, 0.1])
+    scores = [a * shape + b for a, b in zip(rng.uniform(0.1, 5, 10), rng.normal(size=10), strict=True)]
+    profiles = [normalised_profile(s) for s in scores]
+    report = collapse_report(profiles, ["open", "closed"] * 5)
+    assert report["collapse_index"] == pytest.approx(0, abs=1e-12)
+    assert report["within_group_dispersion"] == pytest.approx(0, abs=1e-12)
+    assert report["between_group_distance"] == pytest.approx(0, abs=1e-12)
+
+
+def test_two_shapes_give_the_hand_computed_distances():
+    polar, linear = np.array([1, 1, 0, 0.0]), np.array([1, 2 / 3, 1 / 3, 0])
+    report = collapse_report([polar, polar, linear, linear], ["closed", "closed", "open", "open"])
+    # W1 = mean |sorted a − sorted b| = (0 + 1/3 + 1/3 + 0) / 4
+    assert report["between_group_distance"] == pytest.approx(1 / 6)
+    assert report["pairwise"] == {"closed|open": pytest.approx(1 / 6)}
+    assert report["within_group_dispersion"] == pytest.approx(0)
+    assert report["groups"]["open"] == {"num_prompts": 2, "dispersion": pytest.approx(0)}
+    # pooled: 0,0,0,1/3,2/3,1,1,1 (eighths); each shape differs from it by 1/3 on two eighths
+    assert report["collapse_index"] == pytest.approx(1 / 12)
+    assert dispersion([polar, linear]) == pytest.approx(1 / 12)
+
+
+def test_group_labels_by_type_by_openness_bin_by_column_and_none():
+    openness = [1.0, -1.0, 0.0, 0.3, -0.6]
+    assert group_labels(openness, "type") == ["open", "closed", "closed", "open", "closed"]
+    assert group_labels(openness, "openness_bin", [-1, 0, 1]) == ["[0,1]", "[-1,0)", "[0,1]", "[0,1]", "[-1,0)"]
+    assert group_labels(openness, "column", column=list("abcab")) == list("abcab")
+    assert group_labels(openness, "none") == ["all"] * 5
+    with pytest.raises(ValueError, match="diagnose.group_by"):
+        group_labels(openness, "colour")
+
+
+_THEORY = TheoryCache()  # shared by the cases: each (candidate, n) is solved once
+
+
+@pytest.mark.parametrize("name, params", [("x", {}), ("log", {"eps": 0.1}), ("x_inv", {"eps": 0.1}),
+                                          ("power", {"gamma": 0.5, "eps": 0.1})])
+def test_the_nearest_profile_recovers_the_utility_whose_solution_is_fed_in(name, params):
+    cache = _THEORY
+    truth = Candidate(name, params)
+    sizes = [8, 8, 8, 5, 6]  # prompts may have different numbers of completions
+    profiles = [cache.profile(truth, n) for n in sizes]
+    ranked = nearest_profiles(profiles, default_candidates(), cache)
+    assert ranked[0]["label"] == truth.label
+    assert ranked[0]["w1"] == pytest.approx(0, abs=1e-9)
+    assert ranked[1]["w1"] > 5e-3  # the runner-up is told apart
+    assert [r["w1"] for r in ranked] == sorted(r["w1"] for r in ranked)
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def compose_diagnose(overrides: list[str], out: Path):
+    from rcollapse.config_resolvers import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("diagnose", overrides=[f"paths.output_dir={out}", f"paths.cache_dir={out}/cache",
+                                               *overrides])
+
+
+FAST_DATA = ["dataset.datamodule.source.num_train=16", "dataset.datamodule.source.num_test=8"]
+
+
+@pytest.fixture(scope="module")
+def short_reward_run(tmp_path_factory) -> Path:
+    """A few steps of stage=reward (utility=x) on the tiny model."""
+    tmp = tmp_path_factory.mktemp("reward_run")
+    run(compose_config(["utility=x", *FAST_TRAINING], tmp))
+    return tmp / "run"
+
+
+def test_diagnose_a_short_reward_run_end_to_end(short_reward_run, tmp_path):
+    out = tmp_path / "diag"
+    result = diagnose(compose_diagnose([f"reward_model.run_dir={short_reward_run}", *FAST_DATA], out))
+    for name in ("diagnose.json", "per_prompt_scores.parquet", "summary.txt", "figures/profiles_by_group.png",
+                 "config_resolved.yaml"):
+        assert (out / name).stat().st_size > 100, name
+    written = json.loads((out / "diagnose.json").read_text())
+    assert written["nearest_utility"] == result["nearest_utility"]
+    assert written["data"]["num_prompts"] == 8 and written["data"]["split"] == "test"
+    assert set(written["groups"]) == {"open", "closed"}
+    assert written["reward_model"]["trained_utility"]["_target_"] == "rcollapse.utilities.LinearUtility"
+    assert set(written["nearest"]["by_group"]) == {"open", "closed"}
+    assert len(written["nearest"]["overall"]) == len(default_candidates())
+    assert 0 <= written["collapse_index"] <= 1 and 0 <= written["between_group_distance"] <= 1
+    assert isinstance(written["collapsed"], bool)
+
+    import pandas as pd
+
+    table = pd.read_parquet(out / "per_prompt_scores.parquet")
+    assert list(table.columns) == ["prompt_id", "prompt", "openness", "group", "completion_index", "completion",
+                                   "score", "normalised", "rank"]
+    assert len(table) == 8 * 8
+    assert table.groupby("prompt_id")["rank"].apply(sorted).map(list).eq([list(range(1, 9))] * 8).all()
+    assert table["score"].between(0, 1).all()  # sigmoid(head), as trained
+    summary = (out / "summary.txt").read_text()
+    assert "collapse index" in summary and "behaves as if trained with U = " in summary
+
+    # the scores are the reward stage's own: its last test evaluation of the same prompts
+    vector = json.loads((short_reward_run / "rewards_test.json").read_text())["rewards"][0]
+    scored = table[table.prompt_id == table.prompt_id.iloc[0]].sort_values("completion_index")["score"]
+    np.testing.assert_allclose(scored.to_numpy(), np.asarray(vector, float), atol=1e-5)
+
+
+def test_a_model_built_from_a_config_and_grouping_by_a_named_column(tmp_path):
+    groups = tmp_path / "groups.jsonl"
+    cfg = compose_diagnose(["reward_model.source=model", *FAST_DATA, "diagnose.max_prompts=6"], tmp_path / "a")
+    from rcollapse.diagnose import load_rows
+
+    rows = load_rows(cfg)
+    groups.write_text("".join(json.dumps({"id": r.row_id, "topic": "AB"[k % 2]}) + "\n" for k, r in enumerate(rows)))
+    cfg = compose_diagnose(["reward_model.source=model", *FAST_DATA, "diagnose.max_prompts=6",
+                            "diagnose.group_by=column", "diagnose.group_column=topic", f"diagnose.group_file={groups}",
+                            "diagnose.classes=[x,x_inv]"], tmp_path / "b")
+    result = diagnose(cfg)
+    assert set(result["groups"]) == {"A", "B"} and result["data"]["num_prompts"] == 6
+    assert {r["label"] for r in result["nearest"]["overall"]} == {"x", "x_inv(eps=0.1)"}
+    assert result["reward_model"]["trained_utility"] is None
+
+
+def _tiny_sequence_classifier(path: Path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rcollapse.models.tiny_encoder import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    BertForSequenceClassification(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "raw"])
+def test_a_hub_sequence_classifier_from_a_local_directory(tmp_path, output):
+    _tiny_sequence_classifier(tmp_path / "rm")
+    result = diagnose(compose_diagnose(["reward_model.source=hub", f"reward_model.name_or_path={tmp_path / 'rm'}",
+                                        f"reward_model.output={output}", *FAST_DATA, "diagnose.max_prompts=4",
+                                        "diagnose.classes=[x,log]"], tmp_path / "d"))
+    assert result["reward_model"]["score_kind"].startswith("sigmoid" if output == "sigmoid" else "raw")
+    assert result["data"]["num_prompts"] == 4
+
+
+def test_an_unreachable_hub_name_fails_naming_the_key(tmp_path, monkeypatch):
+    from rcollapse.models.hub_models import ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose_diagnose(["reward_model.source=hub", "reward_model.name_or_path=someone/no-such-rm", *FAST_DATA],
+                           tmp_path / "d")
+    with pytest.raises(ModelUnavailableError, match="reward_model.name_or_path"):
+        diagnose(cfg)
+
+
+def test_a_saved_ensemble_scores_with_its_heads_mean(tmp_path):
+    from rcollapse.models.ensemble_artifact import save_ensemble
+    from rcollapse.models.reward_model import RewardModel
+    from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    model = RewardModel(build_tiny_encoder(tokenizer, hidden_size=32, num_layers=1, num_heads=2,
+                                           intermediate_size=64), num_heads=3)
+    model.fit_normalisation(torch.randn(64, 32))
+    save_ensemble(model, tokenizer, tmp_path / "ens", max_length=128, head_seeds=[0, 1, 2])
+    result = diagnose(compose_diagnose(["reward_model.source=ensemble", f"reward_model.artifact={tmp_path / 'ens'}",
+                                        *FAST_DATA, "diagnose.max_prompts=4", "diagnose.classes=[x]"],
+                                       tmp_path / "d"))
+    assert "3 heads" in result["reward_model"]["description"]
+
+
+def test_wrong_sources_fail_with_the_key(tmp_path, short_reward_run):
+    with pytest.raises(ValueError, match="reward_model.run_dir"):
+        diagnose(compose_diagnose([*FAST_DATA], tmp_path / "a"))
+    with pytest.raises(FileNotFoundError, match="config_resolved.yaml"):
+        diagnose(compose_diagnose([f"reward_model.run_dir={tmp_path}", *FAST_DATA], tmp_path / "b"))
+    with pytest.raises(ValueError, match="reward_model.source"):
+        diagnose(compose_diagnose(["reward_model.source=magic", *FAST_DATA], tmp_path / "c"))
+    with pytest.raises(ValueError, match="diagnose.split"):
+        diagnose(compose_diagnose([f"reward_model.run_dir={short_reward_run}", "diagnose.split=val", *FAST_DATA],
+                                  tmp_path / "d"))
+
+
+@pytest.mark.slow
+def test_python_m_rcollapse_diagnose_command_line(short_reward_run, tmp_path):
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, "-m", "rcollapse.diagnose", f"reward_model.run_dir={short_reward_run}",
+                           *FAST_DATA, f"hydra.run.dir={out}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "behaves as if trained with U = " in done.stdout
+    assert json.loads((out / "diagnose.json").read_text())["data"]["num_prompts"] == 8
+
+
+# ---- the slow check: does diagnose see collapse where it is, and name the utility? ------------------
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory) -> dict[str, Path]:
+    """stage=reward with the defaults (tiny model, offline length task, 400 steps) per utility.
+
+    ``RCOLLAPSE_DIAGNOSE_RUNS=<dir>`` reuses finished runs ``<dir>/<utility>`` made with the same
+    defaults (``python run.py stage=reward utility=<utility>``) instead of training them here.
+    """
+    import os
+
+    reuse = os.environ.get("RCOLLAPSE_DIAGNOSE_RUNS")
+    runs = {}
+    for utility in ("x", "adaptive", "log", "x_inv"):
+        if reuse:
+            runs[utility] = Path(reuse) / utility
+            assert (runs[utility] / "metrics.json").is_file(), f"no finished run in {runs[utility]}"
+            continue
+        tmp = tmp_path_factory.mktemp(f"trained_{utility}")
+        run(compose_config([f"utility={utility}", "trainer.enable_progress_bar=false"], tmp))
+        runs[utility] = tmp / "run"
+    return runs
+
+
+def _diagnose_run(run_dir: Path, out: Path) -> dict:
+    return diagnose(compose_diagnose([f"reward_model.run_dir={run_dir}"], out))
+
+
+@pytest.mark.slow
+def test_diagnose_sees_collapse_for_x_and_none_for_adaptive(trained_runs, tmp_path):
+    x = _diagnose_run(trained_runs["x"], tmp_path / "x")
+    adaptive = _diagnose_run(trained_runs["adaptive"], tmp_path / "adaptive")
+    assert x["collapsed"] is True, x["between_group_distance"]
+    assert adaptive["collapsed"] is False, adaptive["between_group_distance"]
+    assert adaptive["between_group_distance"] > 3 * x["between_group_distance"]
+    # the prompt-aware model: each type follows its own utility (open x_inv, closed x)
+    assert adaptive["nearest_utility_by_group"]["closed"] == "x"
+    assert adaptive["nearest_utility_by_group"]["open"] == "x_inv(eps=0.1)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("utility, label", [("x", "x"), ("log", "log(eps=0.1)"), ("x_inv", "x_inv(eps=0.1)")])
+def test_diagnose_names_the_utility_a_run_was_trained_with(trained_runs, tmp_path, utility, label):
+    result = _diagnose_run(trained_runs[utility], tmp_path / utility)
+    assert result["nearest_utility"] == label, result["nearest"]["overall"][:3]
