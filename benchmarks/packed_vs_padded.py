@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
+from benchmarks.grouped_vs_pair_forward import SIZES, time_epoch
 from rcollapse.data.packed_batches import padding_fraction
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.sources import LengthOfflineSource
@@ -32,11 +32,6 @@ from rcollapse.models.reward_model import RewardModel
 from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
 from rcollapse.ranking_objective import pad_groups, ranking_loss
 from rcollapse.utilities import LogSigmoidUtility
-
-SIZES = {
-    "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128),
-    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
-}
 
 
 def step_loss(model, batch, utility) -> torch.Tensor:
@@ -47,15 +42,6 @@ def step_loss(model, batch, utility) -> torch.Tensor:
         out = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
     rewards, mask = pad_groups(torch.sigmoid(out.scores[:, 0]), batch["group_sizes"])
     return ranking_loss(rewards, mask, batch["openness"], utility)
-
-
-def time_epoch(model, optimizer, batches, utility) -> float:
-    start = time.perf_counter()
-    for batch in batches:
-        optimizer.zero_grad(set_to_none=True)
-        step_loss(model, batch, utility).backward()
-        optimizer.step()
-    return time.perf_counter() - start
 
 
 def layout_costs(batches, packed: bool) -> tuple[int, int, int]:
@@ -114,11 +100,11 @@ def main(argv=None) -> None:
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
         padded_times, packed_times = [], []
-        time_epoch(model, optimizer, padded[:1], utility)  # warm-up
-        time_epoch(model, optimizer, packed[:1], utility)
+        time_epoch(model, optimizer, padded[:1], step_loss, utility)  # warm-up
+        time_epoch(model, optimizer, packed[:1], step_loss, utility)
         for _ in range(args.repeats):
-            padded_times.append(time_epoch(model, optimizer, padded, utility))
-            packed_times.append(time_epoch(model, optimizer, packed, utility))
+            padded_times.append(time_epoch(model, optimizer, padded, step_loss, utility))
+            packed_times.append(time_epoch(model, optimizer, packed, step_loss, utility))
         p, k = statistics.median(padded_times), statistics.median(packed_times)
         params = sum(t.numel() for t in model.parameters())
         print(f"{size:<8}{params:>10,}{p:>16.3f}{k:>16.3f}{p / k:>14.2f}x")
