@@ -61,6 +61,21 @@ __all__ = [
 _LOG_GAMMA_TOL = 1e-6
 
 
+def _expm1(z: torch.Tensor) -> torch.Tensor:
+    """``exp(z) − 1`` whose gradient is ``exp(z)`` to full precision for every z.
+
+    ``torch.expm1``'s backward forms ``exp(z)`` as ``expm1(z) + 1``, which for z ≪ 0 cancels:
+    0 from z ≈ −17 in float32 (−37 in float64) on, so ``ε^{−γ} − (x+ε)^{−γ}`` with γ = 10
+    had slope 0 instead of 2756 at x = ½ in float32, and un-shifted Box–Cox ``(x^γ − 1)/γ``
+    slope 0 at x = 1e−200 (the solver then took its U'(0+) = ∞ for finite). ``expm1`` is kept
+    for |z| ≤ 1, where its value needs it and its backward is exact; ``exp(z) − 1`` elsewhere.
+    """
+    small = z.abs() <= 1
+    near = torch.expm1(torch.where(small, z, torch.zeros_like(z)))
+    far = torch.exp(torch.where(small, torch.zeros_like(z), z)) - 1
+    return torch.where(small, near, far)
+
+
 # ----------------------------------------------------------------------------------------------
 # argument checks (messages name the config key)
 
@@ -248,8 +263,8 @@ class NegPowerUtility(Utility):
         if eps == 0:
             safe = torch.where(x > 0, x, torch.ones_like(x))
             return torch.where(x > 0, -(safe ** (-g)), torch.full_like(x, -math.inf))
-        # ε^{−γ} − (x+ε)^{−γ} = −ε^{−γ} · expm1(−γ · log1p(x/ε))
-        positive = -(eps ** (-g)) * torch.expm1(-g * torch.log1p(x.clamp_min(0) / eps))
+        # ε^{−γ} − (x+ε)^{−γ} = −ε^{−γ} · expm1(−γ · log1p(x/ε)), its slope exact (see _expm1)
+        positive = -(eps ** (-g)) * _expm1(-g * torch.log1p(x.clamp_min(0) / eps))
         return torch.where(x > 0, positive, (g * eps ** (-g - 1)) * x)
 
     def limit_beta(self):
@@ -320,14 +335,14 @@ def _box_cox(x: torch.Tensor, gamma: torch.Tensor, eps: float) -> torch.Tensor:
     if eps > 0:
         log_ratio = torch.log1p(x.clamp_min(0) / eps)  # log((x+ε)/ε)
         # ((x+ε)^γ − ε^γ)/γ = ε^γ · expm1(γ · log((x+ε)/ε)) / γ, stable as γ → 0.
-        power = torch.pow(eps, safe_gamma) * torch.expm1(safe_gamma * log_ratio) / safe_gamma
+        power = torch.pow(eps, safe_gamma) * _expm1(safe_gamma * log_ratio) / safe_gamma
         positive = torch.where(is_log, log_ratio, power)
         linear = torch.pow(eps, gamma - 1) * x
         out = torch.where(x > 0, positive, linear)
     else:
         safe = torch.where(x > 0, x, torch.ones_like(x))
         log_x = torch.log(safe)
-        positive = torch.where(is_log, log_x, torch.expm1(safe_gamma * log_x) / safe_gamma)
+        positive = torch.where(is_log, log_x, _expm1(safe_gamma * log_x) / safe_gamma)
         minus_inf = torch.full_like(gamma, -math.inf)
         at_zero = torch.where(gamma > _LOG_GAMMA_TOL, -1.0 / safe_gamma, minus_inf)
         rest = torch.where(x == 0, at_zero, torch.full_like(x, -math.inf))

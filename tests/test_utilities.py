@@ -198,6 +198,24 @@ def test_float32_is_accurate_for_small_differences():
             assert value == pytest.approx(exact(t), rel=1e-4), (u, t)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("utility, slope, points", [
+    # ε^{−γ} − (x+ε)^{−γ} with a large γ: the exponent reaches −26 at x = 1 (the design tool
+    # proposes γ = 10); torch.expm1's backward gave slope 0 there in float32
+    (NegPowerUtility(10.0, eps=0.1), lambda x: 10 * (x + 0.1) ** -11, [1e-6, 0.1, 0.5, 1.0]),
+    (NegPowerUtility(3.0, eps=0.01), lambda x: 3 * (x + 0.01) ** -4, [1e-6, 0.1, 0.5, 1.0]),
+    (BoxCoxUtility(-1.0, eps=1e-6), lambda x: (x + 1e-6) ** -2, [1e-8, 0.1, 0.5, 1.0]),
+    # un-shifted Box–Cox (x^γ − 1)/γ: slope x^{γ−1}, gave 0 at tiny x (float64: x = 1e−200)
+    (BoxCoxUtility(0.5, eps=0), lambda x: x**-0.5, [1e-30, 1e-6, 0.5, 1.0]),
+    (BoxCoxUtility(-0.5, eps=0), lambda x: x**-1.5, [1e-6, 0.5, 1.0]),
+])
+def test_slopes_equal_the_closed_form_derivative_where_the_exponent_is_far_below_zero(utility, slope, points, dtype):
+    for x in points:
+        assert grad_at(utility, x, dtype) == pytest.approx(slope(x), rel=1e-5 if dtype == torch.float64 else 1e-3), x
+    if dtype == torch.float64:
+        assert grad_at(BoxCoxUtility(0.5, eps=0), 1e-200) == pytest.approx(1e100, rel=1e-9)
+
+
 def test_eps_zero_gives_the_unshifted_functions():
     x = torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64)
     expect = {
