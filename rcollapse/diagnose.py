@@ -8,7 +8,8 @@ output dir (``outputs/diagnose/<date>/<time>/``):
 
 - ``diagnose.json``: the collapse index, each group's dispersion, the between-group distances,
   the nearest theoretical profile overall and per group (with the runner-up and every
-  candidate's distance), pair accuracy, what was scored and how;
+  candidate's distance, symmetrised and as observed), its share of prompt resamples, the
+  candidates consistent with it, the profiles' asymmetry, pair accuracy, what was scored and how;
 - ``per_prompt_scores.parquet``: one row per (prompt, completion): prompt_id, prompt, openness,
   group, completion_index (position in the data set's ranking, 0 = best), completion, score
   (the model's output, see ``score_kind``), normalised (min–max within the prompt), rank
@@ -289,11 +290,18 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def _nearest_line(ranked: list[dict]) -> str:
+def _nearest_line(ranked: list[dict], confidence: dict[str, float], level: float, consistent: list[str],
+                  factor: float) -> str:
     best = ranked[0]
-    line = f"U = {best['label']} (W1 {_fmt(best['w1'])})"
+    share = confidence.get(best["label"], float("nan"))
+    line = f"U = {best['label']} (W1 {_fmt(best['w1'])}; nearest in {share:.0%} of prompt resamples)"
     if len(ranked) > 1:
         line += f"; runner-up {ranked[1]['label']} (W1 {_fmt(ranked[1]['w1'])})"
+        others = [label for label in consistent if label != best["label"]]
+        if others:
+            line += f"; NOT told apart from {', '.join(others)} (within {factor:g}x its W1)"
+        elif not share >= level:
+            line += f"; NOT told apart at the {level:.0%} level of prompt resamples"
     return line
 
 
@@ -305,9 +313,12 @@ def diagnose(cfg: DictConfig) -> dict:
         TheoryCache,
         candidates_from_grid,
         collapse_report,
+        consistent_candidates,
         group_labels,
+        nearest_confidence,
         nearest_profiles,
         normalised_profile,
+        profile_asymmetry,
     )
     from rcollapse.analysis.collapse_metrics import pair_accuracy
     from rcollapse.analysis.diagnosis_plots import plot_profiles_by_group
@@ -317,6 +328,16 @@ def diagnose(cfg: DictConfig) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     d = cfg.diagnose
     threshold = float(d.collapse_threshold)
+    symmetrise = bool(d.symmetrise)
+    resamples = int(d.bootstrap)
+    level = float(d.confidence_level)
+    factor = float(d.consistent_factor)
+    if factor < 1:
+        raise ValueError(f"diagnose.consistent_factor must be at least 1, got {factor}")
+    if resamples < 1:
+        raise ValueError(f"diagnose.bootstrap must be at least 1 resample, got {resamples}")
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"diagnose.confidence_level must be in (0, 1], got {level}")
     grid = OmegaConf.to_container(d.candidates, resolve=True)
     classes = list(d.get("classes") or grid)
     unknown = [c for c in classes if c not in grid]
@@ -336,12 +357,21 @@ def diagnose(cfg: DictConfig) -> dict:
 
     report = collapse_report(profiles, groups)
     cache = TheoryCache()
-    nearest_all = nearest_profiles(profiles, candidates, cache)
+    nearest_all = nearest_profiles(profiles, candidates, cache, symmetrise)
+    confidence_all = nearest_confidence(profiles, candidates, cache, symmetrise, resamples, int(cfg.seed))
     by_group: dict[str, list[np.ndarray]] = {}
     for p, g in zip(profiles, groups, strict=True):
         by_group.setdefault(g, []).append(p)
     by_group = dict(sorted(by_group.items()))
-    nearest_group = {g: nearest_profiles(ps, candidates, cache) for g, ps in by_group.items()}
+    nearest_group = {g: nearest_profiles(ps, candidates, cache, symmetrise) for g, ps in by_group.items()}
+    confidence_group = {g: nearest_confidence(ps, candidates, cache, symmetrise, resamples, int(cfg.seed))
+                        for g, ps in by_group.items()}
+
+    consistent_all = consistent_candidates(nearest_all, factor)
+    consistent_group = {g: consistent_candidates(r, factor) for g, r in nearest_group.items()}
+
+    def told_apart(ranked: list[dict], confidence: dict[str, float], consistent: list[str]) -> bool:
+        return bool(confidence.get(ranked[0]["label"], 0.0) >= level and consistent == [ranked[0]["label"]])
     between = report["between_group_distance"]
     collapsed = None if math.isnan(between) else bool(between < threshold)
 
@@ -390,9 +420,20 @@ def diagnose(cfg: DictConfig) -> dict:
         "groups": report["groups"],
         "collapse_threshold": threshold,
         "collapsed": collapsed,
+        "asymmetry": profile_asymmetry(profiles),
+        "asymmetry_by_group": {g: profile_asymmetry(ps) for g, ps in by_group.items()},
+        "symmetrised": symmetrise,
         "nearest": {"overall": nearest_all, "by_group": nearest_group},
         "nearest_utility": nearest_all[0]["label"],
         "nearest_utility_by_group": {g: r[0]["label"] for g, r in nearest_group.items()},
+        "nearest_confidence": {"overall": confidence_all, "by_group": confidence_group,
+                               "resamples": resamples, "level": level},
+        "consistent_utilities": consistent_all,
+        "consistent_utilities_by_group": consistent_group,
+        "consistent_factor": factor,
+        "nearest_told_apart": told_apart(nearest_all, confidence_all, consistent_all),
+        "nearest_told_apart_by_group": {g: told_apart(nearest_group[g], confidence_group[g], consistent_group[g])
+                                        for g in by_group},
         "figure": str(figure.relative_to(output_dir)),
         "definitions": {
             "normalised_profile": "a prompt's scores min-max normalised within the prompt, sorted best first",
@@ -401,7 +442,16 @@ def diagnose(cfg: DictConfig) -> dict:
             "group_dispersion": "mean over a group's prompts of W1(prompt's profile, the group's pooled profile)",
             "within_group_dispersion": "group dispersions averaged with weights = prompts per group",
             "between_group_distance": "W1 between the groups' pooled profiles (max over pairs of groups)",
-            "nearest": "candidate U minimising W1(pooled profile, pooled solve_collapse(U, n_p) over the prompts)",
+            "nearest": "candidate U minimising W1(pooled profile, pooled solve_collapse(U, n_p) over the prompts); "
+                       "with symmetrised=true each prompt's profile q is first replaced by (q + 1 - reverse(q)) / 2 "
+                       "(every collapse solution is symmetric); w1_raw is the distance without that",
+            "asymmetry": "mean over prompts of W1(q, (q + 1 - reverse(q)) / 2): what no collapse solution explains",
+            "nearest_confidence": "share of bootstrap resamples of the prompts in which each candidate is nearest "
+                                  "(prompt sampling only: not the spread between trainings)",
+            "consistent_utilities": f"candidates whose w1 is within consistent_factor ({factor:g}) times the "
+                                    "nearest's (or 0.001): not told apart from it by this model's profile",
+            "nearest_told_apart": "the nearest candidate's share >= nearest_confidence.level and no other "
+                                  "candidate is consistent",
             "collapsed": f"between_group_distance < collapse_threshold ({threshold:g})",
         },
     }
@@ -427,9 +477,12 @@ def diagnose(cfg: DictConfig) -> dict:
         lines.append(f"  => reward collapse: the groups share one profile shape (W1 {_fmt(between)} < {threshold:g})")
     else:
         lines.append(f"  => no collapse: the groups' profiles differ (W1 {_fmt(between)} >= {threshold:g})")
-    lines += ["", f"  this model behaves as if trained with {_nearest_line(nearest_all)}"]
+    lines += ["", "  this model behaves as if trained with "
+                  f"{_nearest_line(nearest_all, confidence_all, level, consistent_all, factor)}"]
     for g, ranked in nearest_group.items():
-        lines.append(f"    {g}: {_nearest_line(ranked)}")
+        lines.append(f"    {g}: {_nearest_line(ranked, confidence_group[g], level, consistent_group[g], factor)}")
+    lines.append(f"  profiles {'symmetrised before matching' if symmetrise else 'matched as observed'}; "
+                 f"asymmetry (no collapse solution has it) {_fmt(result['asymmetry'])}")
     lines.append("  candidates, nearest first: " + ", ".join(f"{r['label']} {_fmt(r['w1'])}"
                                                             for r in nearest_all[:top_k]))
     lines += ["", f"  outputs in {output_dir}: diagnose.json, per_prompt_scores.parquet, summary.txt, {figure.name}"]
