@@ -309,7 +309,8 @@ def test_python_m_rcollapse_diagnose_command_line(short_reward_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory) -> dict[str, Path]:
-    """stage=reward with the defaults (tiny model, offline length task, 400 steps) per utility.
+    """stage=reward with the defaults (tiny model, offline length task, 400 steps) per utility,
+    and x_inv and logsigmoid(scale=8) also for 1200 steps.
 
     ``RCOLLAPSE_DIAGNOSE_RUNS=<dir>`` reuses finished runs ``<dir>/<utility>`` made with the same
     defaults (``python run.py stage=reward utility=<utility>``) instead of training them here.
@@ -318,8 +319,11 @@ def trained_runs(tmp_path_factory) -> dict[str, Path]:
 
     reuse = os.environ.get("RCOLLAPSE_DIAGNOSE_RUNS")
     runs = {}
+    longer = ["trainer.max_steps=1200"]  # the x_inv twins are told apart once trained on (see the tests)
     for name, overrides in (("x", ["utility=x"]), ("adaptive", ["utility=adaptive"]), ("log", ["utility=log"]),
-                            ("x_inv", ["utility=x_inv"]), ("logsigmoid8", ["utility=logsigmoid", "utility.scale=8"])):
+                            ("x_inv", ["utility=x_inv"]),
+                            ("x_inv_1200", ["utility=x_inv", *longer]),
+                            ("logsigmoid8_1200", ["utility=logsigmoid", "utility.scale=8", *longer])):
         if reuse:
             runs[name] = Path(reuse) / name
             assert (runs[name] / "metrics.json").is_file(), f"no finished run in {runs[name]}"
@@ -356,16 +360,32 @@ def test_diagnose_names_the_utility_a_run_was_trained_with(trained_runs, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("utility, label", [("x_inv", "x_inv(eps=0.1)"), ("logsigmoid8", "logsigmoid(scale=8)")])
-def test_diagnose_keeps_the_utility_among_its_twins(trained_runs, tmp_path, utility, label):
+@pytest.mark.parametrize("utility, label", [("x_inv_1200", "x_inv(eps=0.1)"),
+                                            ("logsigmoid8_1200", "logsigmoid(scale=8)")])
+def test_diagnose_tells_the_x_inv_twins_apart_once_trained_on(trained_runs, tmp_path, utility, label):
     """x_inv(eps=0.1), logsigmoid(scale=8) and neg_power(2) predict profiles 0.008-0.017 apart
-    at n = 8, about a 400-step run's training noise. Measured over five x_inv trainings: x_inv
-    nearest in four (seeds 1-3, and seed 0 under earlier code), logsigmoid(scale=8) in this
-    fixture's seed-0 run (deterministic), with x_inv at 1.93x the nearest's W1. So the run's utility must be among the consistent ones,
-    and the summary must say the nearest is not told apart whenever it is not the run's."""
+    at n = 8. After 1200 steps each run is named right, and at every validation of the second
+    half of its training (measured: x_inv nearest at all 16 validations from step 450 on,
+    logsigmoid(8) at all 18 from step 350 on), so this is no lucky last step."""
     result = _diagnose_run(trained_runs[utility], tmp_path / utility)
-    assert label in result["consistent_utilities"], result["nearest"]["overall"][:4]
+    assert result["nearest_utility"] == label, result["nearest"]["overall"][:3]
+    history = json.loads((trained_runs[utility] / "reward_history.json").read_text())
+    later = [entry for entry in history if entry["step"] >= 600]
+    assert len(later) >= 10
+    for entry in later:
+        ranked = nearest_profiles([normalised_profile(v) for v in entry["rewards"]], default_candidates(), _THEORY)
+        assert ranked[0]["label"] == label, (entry["step"], ranked[:2])
+
+
+@pytest.mark.slow
+def test_after_400_steps_x_inv_is_kept_among_its_twins(trained_runs, tmp_path):
+    """At the demo's 400 steps a run's profile still moves by 0.005-0.01 between validations, as
+    much as the twins differ: of five 400-step x_inv trainings, four were named x_inv and this
+    fixture's seed 0 (deterministic) logsigmoid(scale=8), x_inv at 1.93x its W1. So x_inv must
+    be in the consistent set, and the summary must say when the nearest is not told apart."""
+    result = _diagnose_run(trained_runs["x_inv"], tmp_path / "x_inv")
+    assert "x_inv(eps=0.1)" in result["consistent_utilities"], result["nearest"]["overall"][:4]
     assert result["nearest_utility"] in {"x_inv(eps=0.1)", "logsigmoid(scale=8)", "neg_power(gamma=2, eps=0.1)"}
-    if result["nearest_utility"] != label:
+    if result["nearest_utility"] != "x_inv(eps=0.1)":
         assert not result["nearest_told_apart"]
-        assert "NOT told apart from" in (tmp_path / utility / "summary.txt").read_text()
+        assert "NOT told apart from" in (tmp_path / "x_inv" / "summary.txt").read_text()
