@@ -444,7 +444,8 @@ def diagnose(cfg: DictConfig) -> dict:
             "between_group_distance": "W1 between the groups' pooled profiles (max over pairs of groups)",
             "nearest": "candidate U minimising W1(pooled profile, pooled solve_collapse(U, n_p) over the prompts); "
                        "with symmetrised=true each prompt's profile q is first replaced by (q + 1 - reverse(q)) / 2 "
-                       "(every collapse solution is symmetric); w1_raw is the distance without that",
+                       "(every collapse solution is symmetric: per prompt this never increases the distance to a "
+                       "solution); w1_raw is the distance without that",
             "asymmetry": "mean over prompts of W1(q, (q + 1 - reverse(q)) / 2): what no collapse solution explains",
             "nearest_confidence": "share of bootstrap resamples of the prompts in which each candidate is nearest "
                                   "(prompt sampling only: not the spread between trainings)",

@@ -35,10 +35,15 @@ with.
 unique), so the antisymmetric part of an observed profile is error no candidate can explain.
 The comparison therefore uses each prompt's **symmetrised profile**
 ``(q_p + 1 − reverse(q_p)) / 2``, the W1-nearest symmetric profile, and reports what it
-removed, the **asymmetry** ``mean_p W1(q_p, symmetrised q_p)``, on its own. Symmetrising never
-increases the distance to a symmetric prediction (the triangle inequality), but it can change
-the order: a model whose middle ranks sit uniformly high (measured: +0.04 on an x_inv run at
-n = 8) otherwise reads as a flatter utility.
+removed, the **asymmetry** ``mean_p W1(q_p, symmetrised q_p)``, on its own. It is the
+projection of each prompt onto the set every candidate's solution lies in: per prompt it never
+increases the distance to a solution (W1 is the L1 distance of sorted vectors, and the mirror is
+an isometry fixing the solution), and it halves the antisymmetric part of the noise. Pooled,
+``w1`` may exceed ``w1_raw`` when prompts lean opposite ways and cancel in the raw pool. It can
+change the order: a model whose middle ranks sit uniformly high (measured: +0.04 on an x_inv run
+at n = 8) otherwise reads as a flatter utility. (Symmetrising the pool instead, which can never
+increase the pooled distance, was measured too: it keeps the prompts' noise and roughly doubled
+the residuals, 0.005–0.007 → 0.010–0.021, so that `log` was no longer told apart from power(¼).)
 
 **Confidence**: the fraction of bootstrap resamples of the prompts in which a candidate is the
 nearest; a best candidate below the confidence level is reported as not told apart from the
