@@ -300,3 +300,27 @@ def test_round_trip_asymmetric_beta_large_n(a, b):
     assert ud.w1_to_law(rewards, sym) < 0.02
     # triangle inequality: the total is within gap + design error
     assert ud.w1_to_law(rewards, target) <= out["symmetry_gap_w1"] + ud.w1_to_law(rewards, sym) + 1e-6
+
+
+# ---- the design trains toward its target ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_designed_utility_trains_a_reward_model_toward_its_target(tmp_path):
+    """Design for Beta(½, ½) at the length task's n = 8, train the default reward stage (400
+    steps) with the printed overrides, and compare its test prompts' profiles with the target.
+    Measured: the design's own error 0.0044; the trained model 0.011 from the target
+    symmetrised (0.018 as observed), and Beta(¼, ¼) (power γ 0.349) 0.009 (0.012)."""
+    from rcollapse.analysis.collapse_diagnosis import normalised_profile, symmetrised_profile
+    from rcollapse.pipeline import run
+
+    target = ud.beta_target(0.5)
+    out = ud.design(target, n=8, eps=0.1, large_n=None)
+    run(compose_config([*out["design"]["overrides"], "trainer.enable_progress_bar=false"], tmp_path))
+    vectors = json.loads((tmp_path / "run" / "rewards_test.json").read_text())["rewards"]
+    profiles = [normalised_profile(v) for v in vectors]
+    assert {len(p) for p in profiles} == {8}
+    as_observed = np.mean([ud.w1_at_n(p, target) for p in profiles])
+    symmetrised = np.mean([ud.w1_at_n(symmetrised_profile(p), target) for p in profiles])
+    assert symmetrised < 0.02, (symmetrised, as_observed)
+    assert as_observed < 0.03, (symmetrised, as_observed)
