@@ -26,6 +26,17 @@ def frozen_modules_in_eval_mode():
         yield
 
 
+@contextlib.contextmanager
+def resuming_quietly(ckpt_path: str | None):
+    """Silences Lightning's "Checkpoint directory … exists and is not empty" on a resume, where
+    the directory holds the run's own checkpoints by design (a new run in a directory with
+    checkpoints is refused before training: :mod:`rcollapse.resume_checks`)."""
+    with warnings.catch_warnings():
+        if ckpt_path:
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        yield
+
+
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite (the message says what to change and how to resume)."""
 

@@ -53,6 +53,7 @@ from rcollapse.training_run import (
     frozen_modules_in_eval_mode,
     log_final_metrics,
     resolve_ckpt_path,
+    resuming_quietly,
     wants_resume,
 )
 
@@ -141,7 +142,8 @@ def run_phase1(cfg, output_dir, reward_model, datamodule, loggers) -> dict:
     ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase1")
     if ckpt:
         print(f"resuming phase 1 from {ckpt}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    with resuming_quietly(ckpt):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     summary = {"ens/phase1/steps": trainer.global_step, "ens/phase1/loss_ema": float(module.loss_ema),
                "ens/phase1/reached_threshold": float(stop.reached or float(module.loss_ema) <= e.loss_threshold)}
     summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
@@ -247,7 +249,7 @@ def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
     ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase2")
     if ckpt:
         print(f"resuming phase 2 from {ckpt}")
-    with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext():
+    with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext(), resuming_quietly(ckpt):
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     info.update(final_metrics(trainer.callback_metrics))
     info.update({"ens/phase2/steps": float(trainer.global_step), "ens/phase2/planned_steps": float(total),

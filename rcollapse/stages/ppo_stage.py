@@ -55,6 +55,7 @@ from rcollapse.training_run import (
     frozen_modules_in_eval_mode,
     log_final_metrics,
     resolve_ckpt_path,
+    resuming_quietly,
 )
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     ckpt = resolve_ckpt_path(cfg, output_dir)
     if ckpt:
         print(f"resuming from {ckpt}")
-    with frozen_modules_in_eval_mode():  # the frozen reference policy
+    with frozen_modules_in_eval_mode(), resuming_quietly(ckpt):  # the frozen reference policy
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     train_metrics = final_metrics(trainer.callback_metrics)
 

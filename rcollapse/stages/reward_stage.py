@@ -12,7 +12,13 @@ from rcollapse.config_checks import dropout_enabled
 from rcollapse.config_resolvers import config_choice
 from rcollapse.stages.collapse_figures import CollapseFiguresCallback
 from rcollapse.stages.reward_diagnostics_callback import RewardDiagnosticsCallback
-from rcollapse.training_run import build_loggers, build_trainer, final_metrics, resolve_ckpt_path
+from rcollapse.training_run import (
+    build_loggers,
+    build_trainer,
+    final_metrics,
+    resolve_ckpt_path,
+    resuming_quietly,
+)
 
 
 def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
@@ -46,7 +52,8 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg, output_dir)
     if ckpt_path:
         print(f"resuming from {ckpt_path}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    with resuming_quietly(ckpt_path):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_metrics = dict(trainer.callback_metrics)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = final_metrics(fit_metrics, trainer.callback_metrics)
