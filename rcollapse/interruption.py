@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ class CheckpointAndStopOnSignal(L.Callback):
         signum = request.signum if request is not None else None
         if signum is None and trainer.received_sigterm:  # Lightning's handler saw it (e.g. under DDP)
             signum = int(signal.SIGTERM)
+        if trainer.world_size > 1:
+            signum = self._shared_signal(trainer, pl_module, signum)
         if signum is None:
             return
         checkpoint = None
@@ -141,3 +144,16 @@ class CheckpointAndStopOnSignal(L.Callback):
             checkpoint = str(Path(callback.dirpath) / "last.ckpt")
             trainer.save_checkpoint(checkpoint)
         raise RunInterrupted(signum, checkpoint)
+
+    @staticmethod
+    def _shared_signal(trainer, pl_module, signum: int | None) -> int | None:
+        """The largest signal number any rank received (None if none did), the same on every rank.
+
+        Under DDP every rank must stop at the same step: a rank stopping alone (its signal came a
+        step earlier, or only to it) left the others waiting in the next step's all-reduce and
+        itself in the checkpoint's barrier, a run hung for ever as `running` (measured: SIGINT to
+        rank 1 of `hardware=cpu_ddp`). One all-reduce of a scalar per step.
+        """
+        local = torch.tensor(float(signum or 0), device=pl_module.device)
+        shared = int(trainer.strategy.reduce(local, reduce_op="max").item())
+        return shared or None

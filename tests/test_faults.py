@@ -306,6 +306,42 @@ def test_a_signal_stops_the_sweep_after_checkpointing_and_it_resumes(tmp_path, s
         assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
 
 
+def test_under_ddp_a_signal_that_reaches_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """Ctrl-C reaches the ranks at different moments; in the extreme only one. Measured before
+    the fix: SIGINT to rank 1 of `hardware=cpu_ddp` stopped rank 1 alone and the run hung for
+    ever with status `running` (rank 0 waiting in the next all-reduce). Now the ranks share the
+    signal at each step's end: both stop, the checkpoint is whole and the run resumes."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "run.py", *LONG, "stage.max_steps=200", "hardware=cpu_ddp", f"hydra.run.dir={out}"]
+    with (tmp_path / "stopped.log").open("w") as log:
+        proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not (out / "checkpoints" / "last.ckpt").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, "the run never checkpointed"
+                time.sleep(0.05)
+            ranks = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "run.py"], capture_output=True, text=True)
+            rank1 = int(ranks.stdout.split()[0])
+            os.kill(rank1, signal.SIGINT)
+            assert proc.wait(timeout=120) == 130
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    output = (tmp_path / "stopped.log").read_text()
+    assert output.count("run interrupted by SIGINT") == 2, output[-3000:]  # both ranks
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGINT", status
+    stopped_at = _ckpt_step(out / "checkpoints" / "last.ckpt")
+    assert 4 <= stopped_at < 200
+    resumed = subprocess.run([*command, f"resume={out}"], cwd=REPO, env=_env(), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert json.loads((out / "status.json").read_text())["status"] == "completed"
+    assert _ckpt_step(out / "checkpoints" / "last.ckpt") == 200
+
+
 def test_a_signal_outside_training_stops_at_once():
     from rcollapse.interruption import RunInterrupted, stop_on_signals
 
