@@ -88,6 +88,31 @@ DEBERTA_V3_BASE = dict(
 )
 
 
+def side_by_side(size: str, tokenizer, first: tuple, second: tuple, utility, repeats: int) -> tuple[int, float, float]:
+    """Times two layouts of the same epoch on one model of ``SIZES[size]``, alternating.
+
+    ``first`` and ``second`` are ``(batches, step_fn)``. Their losses on the first batch must
+    agree (same weights, no grad) before anything is timed. Each layout gets one warm-up batch,
+    then ``repeats`` epochs each. Returns the parameter count and both median seconds per epoch.
+    """
+    (batches_a, step_a), (batches_b, step_b) = first, second
+    model = RewardModel(build_tiny_encoder(tokenizer, **SIZES[size]))
+    with torch.no_grad():  # the same loss both ways, on the same weights
+        a = step_a(model.eval(), batches_a[0], utility)
+        b = step_b(model, batches_b[0], utility)
+    assert torch.allclose(a, b, atol=1e-5), (a, b)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    times_a, times_b = [], []
+    time_epoch(model, optimizer, batches_a[:1], step_a, utility)  # warm-up
+    time_epoch(model, optimizer, batches_b[:1], step_b, utility)
+    for _ in range(repeats):
+        times_a.append(time_epoch(model, optimizer, batches_a, step_a, utility))
+        times_b.append(time_epoch(model, optimizer, batches_b, step_b, utility))
+    params = sum(t.numel() for t in model.parameters())
+    return params, statistics.median(times_a), statistics.median(times_b)
+
+
 def deberta_throughput(tokenizer, seq_len: int = 512, batch: int = 32, steps: int = 10, shape: dict | None = None,
                        vocab_size: int = 128_100) -> float:
     """Sequences/s of forward+backward at deberta-v3-base size (vocabulary 128k as the real one;
@@ -149,20 +174,8 @@ def main(argv=None) -> None:
           f"completions per epoch; grouped encodes {seqs} sequences, pair-expanded {pair_seqs}")
     print(f"{'model':<8}{'params':>10}{'grouped s/epoch':>18}{'pairs s/epoch':>16}{'ratio':>8}")
     for size in args.sizes.split(","):
-        model = RewardModel(build_tiny_encoder(tokenizer, **SIZES[size]))
-        with torch.no_grad():  # the same loss both ways, on the same weights
-            a = grouped_step(model.eval(), batches[0], utility)
-            b = pair_expanded_step(model, expanded[0], utility)
-        assert torch.allclose(a, b, atol=1e-5), (a, b)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        grouped, paired = [], []
-        time_epoch(model, optimizer, batches[:1], grouped_step, utility)  # warm-up
-        for _ in range(args.repeats):
-            grouped.append(time_epoch(model, optimizer, batches, grouped_step, utility))
-            paired.append(time_epoch(model, optimizer, expanded, pair_expanded_step, utility))
-        g, p = statistics.median(grouped), statistics.median(paired)
-        params = sum(t.numel() for t in model.parameters())
+        params, g, p = side_by_side(size, tokenizer, (batches, grouped_step), (expanded, pair_expanded_step), utility,
+                                    args.repeats)
         print(f"{size:<8}{params:>10,}{g:>18.3f}{p:>16.3f}{p / g:>7.1f}x")
     if args.throughput or torch.cuda.is_available():
         rate = deberta_throughput(tokenizer)

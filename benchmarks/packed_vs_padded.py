@@ -24,12 +24,11 @@ import statistics
 
 import torch
 
-from benchmarks.grouped_vs_pair_forward import SIZES, time_epoch
+from benchmarks.grouped_vs_pair_forward import side_by_side
 from rcollapse.data.packed_batches import padding_fraction
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.sources import LengthOfflineSource
-from rcollapse.models.reward_model import RewardModel
-from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
+from rcollapse.models.tiny_encoder import build_tiny_tokenizer
 from rcollapse.ranking_objective import pad_groups, ranking_loss
 from rcollapse.utilities import LogSigmoidUtility
 
@@ -92,23 +91,8 @@ def main(argv=None) -> None:
           f"attention-score entries {pk_scores / pad_scores:.2f}x (dense block-diagonal mask)")
     print(f"{'model':<8}{'params':>10}{'padded s/epoch':>16}{'packed s/epoch':>16}{'padded/packed':>15}")
     for size in args.sizes.split(","):
-        model = RewardModel(build_tiny_encoder(tokenizer, **SIZES[size]))
-        with torch.no_grad():  # the same loss both ways, on the same weights
-            a = step_loss(model.eval(), padded[0], utility)
-            b = step_loss(model, packed[0], utility)
-        assert torch.allclose(a, b, atol=1e-5), (a, b)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        padded_times, packed_times = [], []
-        time_epoch(model, optimizer, padded[:1], step_loss, utility)  # warm-up
-        time_epoch(model, optimizer, packed[:1], step_loss, utility)
-        for _ in range(args.repeats):
-            padded_times.append(time_epoch(model, optimizer, padded, step_loss, utility))
-            packed_times.append(time_epoch(model, optimizer, packed, step_loss, utility))
-        p, k = statistics.median(padded_times), statistics.median(packed_times)
-        params = sum(t.numel() for t in model.parameters())
+        params, p, k = side_by_side(size, tokenizer, (padded, step_loss), (packed, step_loss), utility, args.repeats)
         print(f"{size:<8}{params:>10,}{p:>16.3f}{k:>16.3f}{p / k:>14.2f}x")
-
 
 if __name__ == "__main__":
     main()

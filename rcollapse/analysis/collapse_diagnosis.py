@@ -49,8 +49,8 @@ the residuals, 0.005–0.007 → 0.010–0.021, so that `log` was no longer told
 nearest; a best candidate below the confidence level is reported as not told apart from the
 runner-up. Resampling prompts does not see the spread between trainings, which for a small
 model is as large as the distance between some candidates' predictions (x_inv(ε=0.1) and
-logsigmoid(scale=8) are 0.0096 apart at n = 8, while a 400-step run's profile moves by 0.005–0.01
-between validations 50 steps apart). So the **consistent set** lists every candidate whose distance
+logsigmoid(scale=8) are 0.0096 apart at n = 8, while a 400-step run's profile moves by 0.003–0.010
+between validations 50 steps apart from step 200 on). So the **consistent set** lists every candidate whose distance
 is within ``factor`` (2) times the nearest's: the utilities the model's profile cannot tell from the
 nearest. Numpy, plus :mod:`rcollapse.theory` / :mod:`rcollapse.utilities` for the candidates.
 """
