@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from rcollapse.config_resolvers import register_resolvers
+from rcollapse.config.resolvers import register_resolvers
 
 register_resolvers()
 

@@ -1,4 +1,4 @@
-"""Time of the collapse-program solver (``rcollapse.theory.solve_collapse``) on one CPU core.
+"""Time of the collapse-program solver (``rcollapse.maths.theory.solve_collapse``) on one CPU core.
 
 Issue 4's targets: n = 1,000 under 1 s and n = 10,000 under 60 s. For each utility and n we print
 the wall time of the projected-Newton solver, its iterations at the top level, the relative
@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from rcollapse.theory import ks_distance_to_limit, limit_distribution, solve_collapse
-from rcollapse.utilities import (
+from rcollapse.maths.theory import ks_distance_to_limit, limit_distribution, solve_collapse
+from rcollapse.maths.utilities import (
     InverseUtility,
     LogSigmoidUtility,
     LogUtility,

@@ -26,10 +26,10 @@ import torch
 
 from rcollapse.data.preference_datamodule import PreferenceDataModule
 from rcollapse.data.preference_sources import PreferenceOfflineSource
+from rcollapse.maths.preference_objective import ensemble_loss
 from rcollapse.models.feature_cache import pair_features
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
-from rcollapse.preference_objective import ensemble_loss
 
 SIZES = {
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128),

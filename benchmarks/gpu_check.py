@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import grouped_vs_pair_forward, ppo_throughput
-from rcollapse.preference_objective import ensemble_loss
+from rcollapse.maths.preference_objective import ensemble_loss
 
 TARGETS = {"collapse_sequences_per_s": 238.0, "phase2_minutes": 30.0, "ppo_policy_minutes": 2.0}
 PAPER = {"collapse_steps": 1000, "sequences_per_step": 64, "seq_len": 512, "pairs": 50_000, "phase2_steps": 2060,

@@ -24,10 +24,10 @@ import torch
 
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.sources import LengthOfflineSource
+from rcollapse.maths.ranking_objective import pad_groups, ranking_loss
+from rcollapse.maths.utilities import LogSigmoidUtility
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
-from rcollapse.ranking_objective import pad_groups, ranking_loss
-from rcollapse.utilities import LogSigmoidUtility
 
 SIZES = {
     "tiny": dict(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128),

@@ -28,9 +28,9 @@ from benchmarks.grouped_vs_pair_forward import side_by_side
 from rcollapse.data.packed_batches import padding_fraction
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.sources import LengthOfflineSource
+from rcollapse.maths.ranking_objective import pad_groups, ranking_loss
+from rcollapse.maths.utilities import LogSigmoidUtility
 from rcollapse.models.tiny_encoder import build_tiny_tokenizer
-from rcollapse.ranking_objective import pad_groups, ranking_loss
-from rcollapse.utilities import LogSigmoidUtility
 
 
 def step_loss(model, batch, utility) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch
 
 from rcollapse.data.preference_collator import PreferenceCollator
 from rcollapse.data.synthetic_reviews import review_prompt
+from rcollapse.maths.ppo_objective import FixedKLController, clipped_policy_loss, clipped_value_loss
 from rcollapse.models.policy import (
     PolicyWithValueHead,
     build_tiny_gpt2,
@@ -38,7 +39,6 @@ from rcollapse.models.policy import (
 )
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
-from rcollapse.ppo_objective import FixedKLController, clipped_policy_loss, clipped_value_loss
 from rcollapse.stages.ppo_module import VarianceKLPPOModule
 
 # gpt2: GPT-2 small's shape, its 50,257-token vocabulary included (124M parameters): the LM head

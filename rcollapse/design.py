@@ -1,5 +1,5 @@
 """``python -m rcollapse.design target=beta a=0.5 b=0.5 [n=8]``: design a utility for a target
-reward profile (root config ``conf/design.yaml``; the maths is in ``rcollapse.utility_design``).
+reward profile (root config ``conf/design.yaml``; the maths is in ``rcollapse.maths.utility_design``).
 
 Prints the chosen family and parameter, the predicted profile against the target, W1 between
 them (the symmetry gap apart from the design error) and the ``utility=...`` overrides that train
@@ -14,7 +14,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from rcollapse import utility_design as ud
+from rcollapse.maths import utility_design as ud
 
 TARGETS = ("beta", "quantiles", "types", "openness")
 
@@ -160,7 +160,7 @@ def plot(out: dict, path: Path) -> Path:
 
 
 def run(cfg: DictConfig) -> dict:
-    from rcollapse.atomic_files import write_json_atomic
+    from rcollapse.runs.atomic_files import write_json_atomic
 
     if cfg.get("torch_threads"):
         import torch

@@ -30,7 +30,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rcollapse.config_resolvers import register_resolvers
+from rcollapse.config.resolvers import register_resolvers
+from rcollapse.runs.run_config import read_run_config
 
 register_resolvers()
 
@@ -126,7 +127,7 @@ def run_scorer(cfg: DictConfig, device) -> ProjectModelScorer:
     config_file = run_dir / "config_resolved.yaml"
     if not config_file.is_file():
         raise FileNotFoundError(f"reward_model.run_dir: {run_dir} has no config_resolved.yaml; is it a run dir?")
-    run_cfg = OmegaConf.load(config_file)
+    run_cfg = OmegaConf.create(read_run_config(run_dir))  # an earlier layout's run reads as today's
     stage = OmegaConf.select(run_cfg, "stage.name")
     if stage != "reward":
         raise ValueError(f"reward_model.run_dir: {run_dir} is a stage={stage} run; diagnose scores a stage=reward "
@@ -322,7 +323,7 @@ def diagnose(cfg: DictConfig) -> dict:
     )
     from rcollapse.analysis.collapse_metrics import pair_accuracy
     from rcollapse.analysis.diagnosis_plots import plot_profiles_by_group
-    from rcollapse.atomic_files import atomic_writer, write_json_atomic, write_text_atomic
+    from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic, write_text_atomic
 
     output_dir = Path(str(cfg.paths.output_dir))
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 Every run dir holds the resolved config (``config_resolved.yaml``; Hydra's ``.hydra/`` beside
 it), ``status.json`` (running → completed | failed, with the traceback | interrupted, by
 SIGTERM or Ctrl-C, resumable), ``metrics.json`` (the final metrics, flat keys as logged, and
-what the run cost: ``cost/*``, see ``rcollapse.run_cost``; ``cost/device`` is the one string),
-figures and checkpoints. Every record is written whole or not at all (``rcollapse.atomic_files``).
+what the run cost: ``cost/*``, see ``rcollapse.runs.run_cost``; ``cost/device`` is the one string),
+figures and checkpoints. Every record is written whole or not at all (``rcollapse.runs.atomic_files``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rcollapse.atomic_files import is_disk_full, write_json_atomic, write_text_atomic
-from rcollapse.config_checks import validate_config
-from rcollapse.config_resolvers import register_resolvers
-from rcollapse.interruption import RunInterrupted, interruption_signal, stop_on_signals
-from rcollapse.resume_checks import check_resume
-from rcollapse.run_cost import RunCost, cost_line
-from rcollapse.run_lock import run_dir_lock
-from rcollapse.training_run import wants_resume
+from rcollapse.config.checks import validate_config
+from rcollapse.config.resolvers import register_resolvers
+from rcollapse.runs.atomic_files import is_disk_full, write_json_atomic, write_text_atomic
+from rcollapse.runs.interruption import RunInterrupted, interruption_signal, stop_on_signals
+from rcollapse.runs.resume_checks import check_resume
+from rcollapse.runs.run_cost import RunCost, cost_line
+from rcollapse.runs.run_lock import run_dir_lock
+from rcollapse.runs.training_run import wants_resume
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def run(cfg: DictConfig) -> float | None:
     """Run ``cfg.stage`` and return ``cfg.optimized_metric`` (for Hydra sweepers), if set.
 
     In a multirun Hydra records a failed job and goes on with the others; see
-    ``rcollapse.hydra_callbacks.FailFastCallback`` for ``fail_fast``.
+    ``rcollapse.runs.hydra_callbacks.FailFastCallback`` for ``fail_fast``.
     """
     register_resolvers()
     validate_config(cfg)
@@ -203,7 +203,7 @@ def run(cfg: DictConfig) -> float | None:
         logging.getLogger(name).propagate = False
     leader = _is_rank_zero()  # in DDP every rank runs this; only rank 0 writes the run's files
     # one live run per run dir: rank 0 holds its lock while the run works there; SIGTERM and
-    # Ctrl-C stop the run (and its sweep) after checkpointing it (rcollapse.interruption)
+    # Ctrl-C stop the run (and its sweep) after checkpointing it (rcollapse.runs.interruption)
     with stop_on_signals(), run_dir_lock(output_dir) if leader else contextlib.nullcontext():
         metrics = _run_in_dir(cfg, output_dir, leader)
     key = cfg.get("optimized_metric")

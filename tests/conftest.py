@@ -42,7 +42,7 @@ def _offline(monkeypatch):
 
 def compose_config(overrides: list[str], tmp_path: Path):
     """The composed config with run paths under ``tmp_path`` (no Hydra runtime needed)."""
-    from rcollapse.config_resolvers import register_resolvers
+    from rcollapse.config.resolvers import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()

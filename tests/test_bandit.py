@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rcollapse.bandit import (
+from rcollapse.maths.bandit import (
     SETTINGS,
     closed_form_underperformance,
     equal_mean_std_ratio,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from rcollapse.utilities import Utility
+from rcollapse.maths.utilities import Utility
 from tests.conftest import REPO, compose_config, group_options
 
 GROUPS = ["stage", "utility", "dataset", "model", "hardware", "logger"]

@@ -165,7 +165,7 @@ def test_the_consistent_set_is_every_candidate_within_the_factor_of_the_nearest(
 
 
 def compose_diagnose(overrides: list[str], out: Path):
-    from rcollapse.config_resolvers import register_resolvers
+    from rcollapse.config.resolvers import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -195,7 +195,7 @@ def test_diagnose_a_short_reward_run_end_to_end(short_reward_run, tmp_path):
     assert written["nearest_utility"] == result["nearest_utility"]
     assert written["data"]["num_prompts"] == 8 and written["data"]["split"] == "test"
     assert set(written["groups"]) == {"open", "closed"}
-    assert written["reward_model"]["trained_utility"]["_target_"] == "rcollapse.utilities.LinearUtility"
+    assert written["reward_model"]["trained_utility"]["_target_"] == "rcollapse.maths.utilities.LinearUtility"
     assert set(written["nearest"]["by_group"]) == {"open", "closed"}
     assert len(written["nearest"]["overall"]) == len(default_candidates())
     assert 0 <= written["collapse_index"] <= 1 and 0 <= written["between_group_distance"] <= 1

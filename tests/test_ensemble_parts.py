@@ -10,11 +10,11 @@ import torch
 from rcollapse.data.preference_datamodule import PairFeatureDataModule, PreferenceDataModule
 from rcollapse.data.preference_sources import OFFLINE_SECTIONS, PreferenceOfflineSource
 from rcollapse.data.sentiment_gold import vader_compound
+from rcollapse.maths.preference_objective import bradley_terry_loss_per_head, ensemble_loss
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
 from rcollapse.models.feature_cache import cached_pair_features, feature_cache_key
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.models.tiny_encoder import build_tiny_encoder, build_tiny_tokenizer
-from rcollapse.preference_objective import bradley_terry_loss_per_head, ensemble_loss
 from rcollapse.stages.ensemble_stage import bootstrap_counts, head_init_seeds, widen_heads
 from rcollapse.stages.preference_reward_module import PreferenceRewardModule
 

@@ -14,7 +14,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from rcollapse.config_checks import validate_config
+from rcollapse.config.checks import validate_config
 from rcollapse.models.hub_models import ModelUnavailableError
 from tests.conftest import CONF, REPO, compose_config
 

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from rcollapse.checkpoint_files import (
+from rcollapse.pipeline import run
+from rcollapse.runs.checkpoint_files import (
     AtomicCheckpointIO,
     CheckpointUnreadableError,
     checkpoint_defect,
     checkpoint_to_resume,
 )
-from rcollapse.pipeline import run
 from rcollapse.stages.ranking_reward_module import RankingRewardModule
 from tests.conftest import FAST_TRAINING, REPO, compose_config
 
@@ -184,7 +184,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint_whole(tmp_path,
         handle.write(b"PK" + b"\0" * 4096)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("rcollapse.checkpoint_files.torch.save", disk_full)
+    monkeypatch.setattr("rcollapse.runs.checkpoint_files.torch.save", disk_full)
     with pytest.raises(OSError, match="No space left"):
         AtomicCheckpointIO().save_checkpoint({"global_step": 6}, path)
     monkeypatch.undo()
@@ -203,7 +203,7 @@ def test_disk_full_while_checkpointing_records_failed_and_a_resume_completes(tmp
         real_save(obj, handle)
 
     with monkeypatch.context() as patch:
-        patch.setattr("rcollapse.checkpoint_files.torch.save", full_at_step_6)
+        patch.setattr("rcollapse.runs.checkpoint_files.torch.save", full_at_step_6)
         with pytest.raises(OSError, match="No space left"):
             run(compose_config(COMMON, tmp_path))
     out = tmp_path / "run"
@@ -343,7 +343,7 @@ def test_under_ddp_a_signal_that_reaches_one_rank_stops_every_rank_at_the_same_s
 
 
 def test_a_signal_outside_training_stops_at_once():
-    from rcollapse.interruption import RunInterrupted, stop_on_signals
+    from rcollapse.runs.interruption import RunInterrupted, stop_on_signals
 
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(RunInterrupted) as stopped, stop_on_signals():

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rcollapse.data.synthetic_reviews import review_prompt
+from rcollapse.maths.ppo_objective import AdaptiveKLController, kl_weight
 from rcollapse.models.reward_model import RewardOutput
-from rcollapse.ppo_objective import AdaptiveKLController, kl_weight
 from tests.test_ppo_module import FIRST_HALF, _module
 
 

@@ -8,6 +8,8 @@ import torch
 from rcollapse.data.packed_batches import first_fit_decreasing, pack_batch
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.sources import LengthOfflineSource
+from rcollapse.maths.ranking_objective import pad_groups, ranking_loss
+from rcollapse.maths.utilities import LogSigmoidUtility
 from rcollapse.models.reward_model import RewardModel, check_packing_supported
 from rcollapse.models.tiny_encoder import (
     build_encoder_from_config,
@@ -15,8 +17,6 @@ from rcollapse.models.tiny_encoder import (
     build_tiny_tokenizer,
 )
 from rcollapse.pipeline import run
-from rcollapse.ranking_objective import pad_groups, ranking_loss
-from rcollapse.utilities import LogSigmoidUtility
 from tests.conftest import FAST_TRAINING, compose_config
 
 # DeBERTa-v3's layout (relative attention, no absolute positions) and DeBERTa-v2's (absolute

@@ -18,6 +18,7 @@ from rcollapse.analysis.ppo_report import (
     plot_training,
 )
 from rcollapse.data.synthetic_reviews import review_prompt
+from rcollapse.maths.ppo_objective import FixedKLController
 from rcollapse.models.policy import (
     PolicyWithValueHead,
     build_tiny_gpt2,
@@ -25,7 +26,6 @@ from rcollapse.models.policy import (
     frozen_reference,
 )
 from rcollapse.models.reward_model import RewardOutput
-from rcollapse.ppo_objective import FixedKLController
 from rcollapse.stages.ppo_history import PPOHistory, sequence_kl
 from rcollapse.stages.ppo_module import VarianceKLPPOModule
 

@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rcollapse.data.synthetic_reviews import review_prompt
+from rcollapse.maths.ppo_objective import FixedKLController
 from rcollapse.models.policy import (
     PolicyWithValueHead,
     build_tiny_gpt2,
@@ -16,7 +17,6 @@ from rcollapse.models.policy import (
     response_logprobs,
 )
 from rcollapse.models.reward_model import RewardOutput
-from rcollapse.ppo_objective import FixedKLController
 from rcollapse.stages.ppo_module import VarianceKLPPOModule
 
 FIRST_HALF = set("abcdefghijklm")
@@ -86,7 +86,7 @@ def test_rollouts_are_samples_of_the_policy_that_scores_them():
     """k1 and k3 are both unbiased for KL(π‖π0) only when the responses are drawn from π as the
     scoring forward pass computes it (left padding, no stray token_type_ids, no forced tokens):
     their means then agree, and are positive. Generating from a different model breaks this."""
-    from rcollapse.ppo_objective import kl_per_token
+    from rcollapse.maths.ppo_objective import kl_per_token
 
     module, _ = _module(seed=3)
     torch.manual_seed(0)

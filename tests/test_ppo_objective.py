@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rcollapse.ppo_objective import (
+from rcollapse.maths.ppo_objective import (
     AdaptiveKLController,
     clipped_policy_loss,
     combine_heads,

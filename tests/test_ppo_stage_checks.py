@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from rcollapse.config_checks import ConfigError
+from rcollapse.config.checks import ConfigError
 from rcollapse.pipeline import run
 from rcollapse.stages import ppo_stage
 from tests.conftest import compose_config
@@ -138,9 +138,9 @@ def test_every_ppo_error_names_a_key_that_exists_in_the_composed_config(tmp_path
     import torch
     from omegaconf import OmegaConf
 
-    from rcollapse import ppo_objective as po
+    from rcollapse.maths import ppo_objective as po
     from rcollapse.models.reward_model import RewardOutput
-    from rcollapse.training_run import NonFiniteLossError
+    from rcollapse.runs.training_run import NonFiniteLossError
     from tests.test_ppo_module import _module
 
     cfg = compose_config(["stage=ppo", "ppo_arm=small_vanilla"], tmp_path)  # the adaptive controller's keys too

@@ -5,7 +5,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from rcollapse.config_checks import ConfigError, validate_config
+from rcollapse.config.checks import ConfigError, validate_config
 from rcollapse.data.hub_access import DataUnavailableError
 from rcollapse.data.preference_pairs import validate_preference_pair
 from rcollapse.data.preference_sources import (

@@ -5,8 +5,13 @@ import itertools
 import pytest
 import torch
 
-from rcollapse.ranking_objective import pad_groups, pair_accuracy, ranking_loss
-from rcollapse.utilities import AdaptiveUtility, InverseUtility, LinearUtility, LogSigmoidUtility
+from rcollapse.maths.ranking_objective import pad_groups, pair_accuracy, ranking_loss
+from rcollapse.maths.utilities import (
+    AdaptiveUtility,
+    InverseUtility,
+    LinearUtility,
+    LogSigmoidUtility,
+)
 
 
 def brute_force_loss(vectors: list[list[float]], openness: list[float], utility) -> float:

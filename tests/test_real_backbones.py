@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from rcollapse.config_checks import ConfigError, validate_stage_model
+from rcollapse.config.checks import ConfigError, validate_config
 from rcollapse.models.architectures import (
     architecture_config,
     architecture_for,
@@ -445,14 +445,14 @@ def test_the_stages_accept_and_refuse_the_real_groups(group, accepted, tmp_path)
     for stage in ("reward", "ensemble", "ppo"):
         cfg = compose_config([f"stage={stage}", f"model={group}"], tmp_path)
         if stage in accepted:
-            validate_stage_model(cfg)
+            validate_config(cfg)
         else:
             with pytest.raises(ConfigError, match=f"stage={stage} needs"):
-                validate_stage_model(cfg)
+                validate_config(cfg)
 
 
 def test_the_config_check_of_the_switches_needs_no_download(tmp_path):
-    from rcollapse.models.backbone_options import check_model_options
+    from rcollapse.models.model_checks import check_model_options
 
     for group in ("tiny", "minilm", "deberta", "gpt_neo", "gemma_2b"):
         check_model_options(compose_config([f"model={group}"], tmp_path).model)

@@ -3,9 +3,9 @@ differs from the interrupted run's, are refused before anything trains."""
 
 import pytest
 
-from rcollapse.config_checks import ConfigError
+from rcollapse.config.checks import ConfigError
 from rcollapse.pipeline import run
-from rcollapse.resume_checks import config_differences, flatten
+from rcollapse.runs.resume_checks import config_differences, flatten
 from tests.conftest import FAST_TRAINING, compose_config
 
 
@@ -33,7 +33,7 @@ def test_resume_with_another_config_is_refused_listing_the_keys_and_force_allows
         run(compose_config([*common, "utility=log", f"resume={out}"], tmp_path))
     message = str(err.value)
     assert message.startswith(f"resume: the config differs from the interrupted run's in {out}")
-    assert "utility._target_: 'rcollapse.utilities.LinearUtility' -> 'rcollapse.utilities.LogUtility'" in message
+    assert "utility._target_: 'rcollapse.maths.utilities.LinearUtility' -> 'rcollapse.maths.utilities.LogUtility'" in message
     assert (out / "config_resolved.yaml").read_text() == before  # the run's record is untouched
     run(compose_config([*common, "utility=x", f"resume={out}"], tmp_path))  # the same config resumes
     run(compose_config([*common, "utility=log", f"resume={out}", "resume_force=true"], tmp_path))

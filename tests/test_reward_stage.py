@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from rcollapse.pipeline import run
-from rcollapse.training_run import NonFiniteLossError
+from rcollapse.runs.training_run import NonFiniteLossError
 from tests.conftest import FAST_TRAINING, REPO, compose_config, group_options
 
 EXPECTED_KEYS = {

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rcollapse.analysis.sweep_report import collect_runs, cost_summary, main
-from rcollapse.run_cost import (
+from rcollapse.runs.run_cost import (
     BatchCount,
     RunCost,
     Throughput,
@@ -131,7 +131,7 @@ def test_run_cost_measures_wall_and_memory_and_takes_the_trainers_counts():
 
 
 def test_each_run_in_one_process_gets_its_own_peak_rss():
-    from rcollapse.run_cost import _reset_peak_rss, peak_rss_bytes
+    from rcollapse.runs.run_cost import _reset_peak_rss, peak_rss_bytes
 
     if not _reset_peak_rss():
         pytest.skip("no /proc/self/clear_refs here: the peak is the process's")
@@ -185,7 +185,7 @@ def test_stages_without_a_trainer_get_wall_time_memory_and_device_only(tmp_path,
 
 
 def test_every_trainer_has_one_throughput_meter(tmp_path):
-    from rcollapse.training_run import build_trainer
+    from rcollapse.runs.training_run import build_trainer
 
     cfg = compose_config(FAST_TRAINING, tmp_path)
     trainer = build_trainer(cfg, [], False)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from rcollapse.pipeline import run
-from rcollapse.run_lock import LOCK_NAME, RunDirBusyError, run_dir_lock
+from rcollapse.runs.run_lock import LOCK_NAME, RunDirBusyError, run_dir_lock
 from tests.conftest import FAST_TRAINING, compose_config
 
 

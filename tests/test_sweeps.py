@@ -14,7 +14,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from rcollapse.config_checks import ConfigError
+from rcollapse.config.checks import ConfigError
 from rcollapse.pipeline import run
 from tests.conftest import CONF, FAST_TRAINING, REPO, compose_config
 
@@ -127,7 +127,7 @@ def test_slurm_launcher_renders_the_submitit_parameters(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-    from rcollapse.config_resolvers import register_resolvers
+    from rcollapse.config.resolvers import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()

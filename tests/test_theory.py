@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rcollapse.theory import (
+from rcollapse.maths.theory import (
     CollapseSolution,
     Limit,
     ks_distance,
@@ -15,7 +15,7 @@ from rcollapse.theory import (
     solve_collapse,
     wasserstein1_to_cdf,
 )
-from rcollapse.utilities import (
+from rcollapse.maths.utilities import (
     BoxCoxUtility,
     InverseUtility,
     LinearUtility,

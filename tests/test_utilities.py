@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from rcollapse.utilities import (
+from rcollapse.maths.utilities import (
     AdaptiveUtility,
     BoxCoxOpenEndednessUtility,
     BoxCoxUtility,

@@ -1,4 +1,4 @@
-"""Utility design (rcollapse.utility_design, rcollapse.design): the inverse problem."""
+"""Utility design (rcollapse.maths.utility_design, rcollapse.design): the inverse problem."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from scipy import stats
 
-from rcollapse import utility_design as ud
-from rcollapse.theory import limit_distribution, solve_collapse, wasserstein1_to_cdf
+from rcollapse.maths import utility_design as ud
+from rcollapse.maths.theory import limit_distribution, solve_collapse, wasserstein1_to_cdf
 from tests.conftest import CONF, compose_config
 
 SYMMETRIC_A = (0.25, 0.4, 0.5, 0.6, 0.75, 1.0)

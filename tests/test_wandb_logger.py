@@ -18,7 +18,7 @@ def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):
                 "rm/figures/rewards_by_rank_test", "rm/figures/rewards_over_training",
                 "rm/val/open_rewards", "rm/val/closed_rewards"):  # reward histograms
         assert key in logged, key
-    from rcollapse.config_resolvers import git_commit
+    from rcollapse.config.resolvers import git_commit
 
     assert f"commit-{git_commit()}" in contents["tags"] and "stage-reward" in contents["tags"]
     images = list((runs[0] / "files" / "media" / "images").rglob("*.png"))

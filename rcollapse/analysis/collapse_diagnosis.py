@@ -52,7 +52,7 @@ model is as large as the distance between some candidates' predictions (x_inv(ε
 logsigmoid(scale=8) are 0.0096 apart at n = 8, while a 400-step run's profile moves by 0.003–0.010
 between validations 50 steps apart from step 200 on). So the **consistent set** lists every candidate whose distance
 is within ``factor`` (2) times the nearest's: the utilities the model's profile cannot tell from the
-nearest. Numpy, plus :mod:`rcollapse.theory` / :mod:`rcollapse.utilities` for the candidates.
+nearest. Numpy, plus :mod:`rcollapse.maths.theory` / :mod:`rcollapse.maths.utilities` for the candidates.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class Candidate:
         return f"{self.name}({args})" if args else self.name
 
     def build(self):
-        from rcollapse import utilities as u
+        from rcollapse.maths import utilities as u
 
         classes = {"x": u.LinearUtility, "log": u.LogUtility, "x_inv": u.InverseUtility, "power": u.PowerUtility,
                    "neg_power": u.NegPowerUtility, "logsigmoid": u.LogSigmoidUtility,
@@ -253,7 +253,7 @@ class TheoryCache:
     def profile(self, candidate: Candidate, n: int) -> np.ndarray:
         key = (candidate.name, tuple(sorted(candidate.params.items())), int(n))
         if key not in self._solved:
-            from rcollapse.theory import solve_collapse
+            from rcollapse.maths.theory import solve_collapse
 
             self._solved[key] = np.asarray(solve_collapse(candidate.build(), int(n)).rewards, float)
         return self._solved[key]

@@ -18,6 +18,8 @@ from rcollapse.analysis.risk_statistics import (
     share_below_reference,
     worst_fraction_mean,
 )
+from rcollapse.analysis.tables import fmt
+from rcollapse.runs.run_config import read_run_config
 
 JUDGE, JUDGE_REF = "ppo/test/judge_mean", "ppo/test/judge_mean_ref"
 # the final KL: its mean over a run's last iterations (ppo/final/kl), or the last iteration's
@@ -38,9 +40,9 @@ def arm_of(run: dict) -> str:
     import yaml
 
     try:
-        cfg = yaml.safe_load((Path(run["run_dir"]) / "config_resolved.yaml").read_text())
+        cfg = read_run_config(run["run_dir"])
         weighted = cfg["stage"]["module"]["variance_weighted"]
-    except (OSError, KeyError, TypeError):
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
         return "unknown"
     return "variance-aware" if weighted else "vanilla"
 
@@ -153,8 +155,6 @@ def format_risk_comparison(comparison: dict) -> str:
     """The report's block for ``risk_comparison``: the share below the reference, the worst-10 %
     mean, the variance ratio with its bootstrap interval, Levene's test, the final-KL gap, and a
     warning line when the arms are not KL-matched."""
-    from rcollapse.analysis.sweep_report import fmt
-
     names = [comparison["treatment"], comparison["control"]]
     arms = [comparison["arms"][name] for name in names]
     low, high = comparison["variance_ratio_ci"]

@@ -51,7 +51,7 @@ from rcollapse.analysis.uncertainty_quality import (
     pair_probability,
     spearman,
 )
-from rcollapse.atomic_files import write_text_atomic
+from rcollapse.runs.atomic_files import write_text_atomic
 
 LOGIT_EPS = 1e-7  # R is clipped to [eps, 1 − eps] before logit: |f| ≤ 16.1
 TYPE_COLOURS = {"all": "black", "open": "tab:blue", "closed": "tab:red"}

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from rcollapse.analysis.tables import fmt, format_table, is_missing
+
 DEFAULT_METRICS = (  # those present in a sweep's runs are shown
     "rm/test/open_closed_distance",
     "rm/test/open_w1_uniform",
@@ -54,7 +56,7 @@ RESERVED = ("run_dir", "status", "error", "slurm_job")
 RUN_CONTROL = ("resume", "resume_force", "ckpt_path", "fail_fast")  # with hydra.*: never swept parameters
 OVERRIDES = ".hydra/overrides.yaml"
 PROFILE_SPLIT = "rm/test"
-# the numbers of the report's Cost section: metrics.json key (rcollapse.run_cost), column heading
+# the numbers of the report's Cost section: metrics.json key (rcollapse.runs.run_cost), column heading
 COST_COLUMNS = (
     ("cost/wall_s", "wall s"),
     ("cost/peak_rss_gb", "peak RSS GB"),
@@ -248,39 +250,13 @@ def summarise(df: pd.DataFrame, metrics: Sequence[str], group_by: Sequence[str] 
     return table.rename(columns={"count": "n"}, level=1)
 
 
-def _is_missing(value) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt(value) -> str:
-    """4 significant digits for floats, ``-`` for missing, ``str`` otherwise."""
-    if _is_missing(value):
-        return "-"
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, float | np.floating):
-        return f"{float(value):.4g}"
-    return str(value)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 def reward_profiles(record: dict, prefix: str = PROFILE_SPLIT) -> dict[str, np.ndarray]:
     """``{"open_profile", "closed_profile"}`` from the ``{prefix}/T_reward_rank{k}`` metrics
     (NaN at ranks the record lacks)."""
     ranks: dict[str, dict[int, float]] = {"open": {}, "closed": {}}
     for key, value in record.items():
         match = _RANK_KEY.match(str(key))
-        if match and match["prefix"] == prefix and not _is_missing(value):
+        if match and match["prefix"] == prefix and not is_missing(value):
             ranks[match["kind"]][int(match["k"])] = float(value)
     profiles = {}
     for kind, by_rank in ranks.items():
@@ -324,7 +300,7 @@ def _comparison_rows(df: pd.DataFrame, params: list[str]) -> list[dict]:
 
 
 def cost_summary(df: pd.DataFrame, labels: Sequence[str] | None = None) -> pd.DataFrame | None:
-    """What the completed runs cost (their ``cost/*`` metrics, from ``rcollapse.run_cost``): per
+    """What the completed runs cost (their ``cost/*`` metrics, from ``rcollapse.runs.run_cost``): per
     group of the swept settings other than ``seed``, the mean of each number over the group's
     runs, ``n`` and the device(s); per run (``labels``, default the run dirs) when nothing but
     the seed was swept. None when no completed run has a cost."""

@@ -19,7 +19,7 @@ OFFLINE_ALTERNATIVE = "dataset=length_offline"
 # The keys a user sets to point a data set at its hub name or a local copy (conf/dataset/*.yaml):
 # the data set, its second (evaluation) data set, and RewardBench's Prior Sets. A config's sources
 # read them by interpolation (`path: ${dataset.path}`) and get the key for their offline error from
-# the `rcollapse.source_key` resolver (rcollapse/config_resolvers.py), which reads it off that
+# the `rcollapse.source_key` resolver (rcollapse/config/resolvers.py), which reads it off that
 # interpolation; these constants are the defaults of sources built in code.
 DATASET_PATH_KEY = "dataset.path"
 DATASET_EVAL_PATH_KEY = "dataset.eval_path"

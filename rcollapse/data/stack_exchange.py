@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rcollapse.atomic_files import write_json_atomic
 from rcollapse.data.hub_access import (
     DATASET_PATH_KEY,
     DataUnavailableError,
@@ -43,6 +42,7 @@ from rcollapse.data.hub_access import (
     require_hub_or_local,
 )
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_rows
+from rcollapse.runs.atomic_files import write_json_atomic
 
 HUB_NAME = "HuggingFaceH4/stack-exchange-preferences"
 OFFLINE_ALTERNATIVE = "dataset=stack_exchange_offline"

@@ -79,7 +79,7 @@ def dtype_kwargs(dtype) -> dict:
     return {name: resolve_dtype(dtype)}
 
 
-def _plain(value):
+def plain_value(value):
     """A DictConfig / ListConfig as plain Python containers (others unchanged)."""
     try:
         from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -92,7 +92,7 @@ def _plain(value):
 
 def check_lora_config(lora_cfg, key: str = "model.lora") -> dict | None:
     """``model.lora`` as a plain dict with every key checked, or None (full fine-tuning)."""
-    lora_cfg = _plain(lora_cfg)
+    lora_cfg = plain_value(lora_cfg)
     if lora_cfg is None:
         return None
     if not isinstance(lora_cfg, Mapping):
@@ -147,24 +147,6 @@ def check_backbone_options(dtype="float32", gradient_checkpointing=False, freeze
 
 
 SWITCHES = {"dtype": "float32", "gradient_checkpointing": False, "freeze_layers": None, "lora": None}
-
-
-def check_model_options(model_cfg, prefix: str = "model") -> None:
-    """The switches of a composed model group (``cfg.model``), for the config checks: every value,
-    and ``freeze_layers`` against the layer count of the architecture that ``name_or_path`` names
-    when it is one of :mod:`rcollapse.models.architectures` (no download). A group without the
-    switches (tiny, minilm, ...) passes."""
-    if model_cfg is None or not any(key in model_cfg for key in SWITCHES):
-        return
-    values = {key: _plain(model_cfg.get(key, default)) for key, default in SWITCHES.items()}
-    check_backbone_options(**values, prefix=prefix)
-    name = model_cfg.get("name_or_path")
-    if values["freeze_layers"] is not None and isinstance(name, str):
-        from rcollapse.models.architectures import ARCHITECTURE_OF_HUB_NAME, architecture_config
-
-        if name in ARCHITECTURE_OF_HUB_NAME:
-            layers = architecture_config(name).num_hidden_layers
-            check_freeze_layers(values["freeze_layers"], layers, f"{prefix}.freeze_layers", f"{name}")
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 import rcollapse.models.ngram_encoder  # noqa: F401  (registers the ngram backbone with AutoModel)
-from rcollapse.atomic_files import atomic_writer, write_json_atomic
 from rcollapse.data.preference_collator import PreferenceCollator
 from rcollapse.models.reward_model import RewardModel, RewardOutput
+from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
 
 ARTIFACT_VERSION = 2
 

@@ -7,14 +7,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rcollapse.analysis.theory_plots import plot_bandit_returns
-from rcollapse.atomic_files import write_json_atomic
-from rcollapse.bandit import (
+from rcollapse.maths.bandit import (
     SETTINGS,
     equal_mean_std_ratio,
     kantorovich_bound,
     make_problem,
     simulate,
 )
+from rcollapse.runs.atomic_files import write_json_atomic
 
 
 def run_bandit_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:

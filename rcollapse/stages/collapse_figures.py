@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from rcollapse.analysis.collapse_metrics import pooled_by_type
 from rcollapse.analysis.collapse_plots import plot_rewards_by_rank, plot_rewards_over_training
-from rcollapse.atomic_files import write_json_atomic
+from rcollapse.runs.atomic_files import write_json_atomic
 
 
 class CollapseFiguresCallback(L.Callback):

@@ -40,13 +40,12 @@ from rcollapse.analysis.ensemble_report import (
     write_accuracy_table,
 )
 from rcollapse.analysis.uncertainty_quality import uncertainty_report
-from rcollapse.atomic_files import atomic_writer, write_json_atomic
-from rcollapse.config_checks import dropout_enabled
 from rcollapse.data.preference_datamodule import PairFeatureDataModule
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
 from rcollapse.models.feature_cache import cached_pair_features, pair_features
 from rcollapse.models.reward_model import RewardModel
-from rcollapse.training_run import (
+from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
+from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
     final_metrics,
@@ -56,6 +55,7 @@ from rcollapse.training_run import (
     resuming_quietly,
     wants_resume,
 )
+from rcollapse.stages.common_checks import dropout_enabled
 
 
 class LossThresholdStop(Callback):

@@ -31,8 +31,8 @@ from rcollapse.analysis.ppo_report import (
     EVAL_PROXY,
     EVAL_PROXY_REF,
 )
-from rcollapse.atomic_files import atomic_writer
-from rcollapse.ppo_objective import combine_heads, kl_per_token
+from rcollapse.maths.ppo_objective import combine_heads, kl_per_token
+from rcollapse.runs.atomic_files import atomic_writer
 
 JUDGED_COLUMNS = ["step", "policy", "prompt", "response", "gold", "proxy", "mean", "variance", "kl"]
 

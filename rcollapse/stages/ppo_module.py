@@ -20,9 +20,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
-from rcollapse.models.dropout import set_dropout
-from rcollapse.models.policy import position_ids_from_mask, response_logprobs
-from rcollapse.ppo_objective import (
+from rcollapse.maths.ppo_objective import (
     clipped_policy_loss,
     clipped_value_loss,
     combine_heads,
@@ -34,7 +32,9 @@ from rcollapse.ppo_objective import (
     masked_whiten,
     per_token_rewards,
 )
-from rcollapse.training_run import NonFiniteLossError
+from rcollapse.models.dropout import set_dropout
+from rcollapse.models.policy import position_ids_from_mask, response_logprobs
+from rcollapse.runs.training_run import NonFiniteLossError
 
 
 class PPOSizeError(ValueError):

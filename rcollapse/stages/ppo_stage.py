@@ -36,9 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.analysis.ppo_report import plot_training
 from rcollapse.analysis.uncertainty_quality import judged_samples_quality
-from rcollapse.atomic_files import atomic_writer, write_json_atomic
-from rcollapse.config_checks import ConfigError
-from rcollapse.config_resolvers import config_choice
+from rcollapse.config.checks import ConfigError
+from rcollapse.config.resolvers import config_choice
 from rcollapse.models.ensemble_artifact import (
     OutdatedArtifactError,
     load_ensemble,
@@ -46,9 +45,8 @@ from rcollapse.models.ensemble_artifact import (
 )
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
-from rcollapse.stages.ppo_history import PPOHistory
-from rcollapse.stages.ppo_module import PPOIterationSizes
-from rcollapse.training_run import (
+from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
+from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
     final_metrics,
@@ -57,6 +55,8 @@ from rcollapse.training_run import (
     resolve_ckpt_path,
     resuming_quietly,
 )
+from rcollapse.stages.ppo_history import PPOHistory
+from rcollapse.stages.ppo_module import PPOIterationSizes
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]

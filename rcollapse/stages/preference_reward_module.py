@@ -23,10 +23,10 @@ import math
 import lightning as L
 import torch
 
+from rcollapse.maths.preference_objective import bradley_terry_loss_per_head, pair_wins
 from rcollapse.models.dropout import set_dropout
 from rcollapse.models.reward_model import RewardModel
-from rcollapse.preference_objective import bradley_terry_loss_per_head, pair_wins
-from rcollapse.training_run import NonFiniteLossError
+from rcollapse.runs.training_run import NonFiniteLossError
 
 
 class PreferenceRewardModule(L.LightningModule):

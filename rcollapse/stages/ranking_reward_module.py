@@ -3,7 +3,7 @@
 ``R(x, y) = sigmoid(f_θ(x, y))``; every completion of a prompt is encoded once per step, all
 ``i < j`` pairs of a prompt come from that one forward by index, and the utility is chosen per
 prompt (prompt-aware utilities get each prompt's openness). Loss: the negative of the paper's
-eq. (1)/(4), averaged within each prompt then across prompts (``rcollapse.ranking_objective``).
+eq. (1)/(4), averaged within each prompt then across prompts (``rcollapse.maths.ranking_objective``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from rcollapse.analysis.collapse_metrics import collapse_metrics, wasserstein1
+from rcollapse.maths.ranking_objective import pad_groups, pair_accuracy, ranking_loss
+from rcollapse.maths.theory import solve_collapse
 from rcollapse.models.dropout import set_dropout
-from rcollapse.ranking_objective import pad_groups, pair_accuracy, ranking_loss
-from rcollapse.theory import solve_collapse
-from rcollapse.training_run import NonFiniteLossError
+from rcollapse.runs.training_run import NonFiniteLossError
 
 
 class RankingRewardModule(L.LightningModule):

@@ -8,17 +8,17 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from rcollapse.config_checks import dropout_enabled
-from rcollapse.config_resolvers import config_choice
-from rcollapse.stages.collapse_figures import CollapseFiguresCallback
-from rcollapse.stages.reward_diagnostics_callback import RewardDiagnosticsCallback
-from rcollapse.training_run import (
+from rcollapse.config.resolvers import config_choice
+from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
     final_metrics,
     resolve_ckpt_path,
     resuming_quietly,
 )
+from rcollapse.stages.collapse_figures import CollapseFiguresCallback
+from rcollapse.stages.common_checks import dropout_enabled
+from rcollapse.stages.reward_diagnostics_callback import RewardDiagnosticsCallback
 
 
 def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:

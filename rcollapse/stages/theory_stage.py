@@ -9,14 +9,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rcollapse.analysis.theory_plots import plot_collapsed_distribution
-from rcollapse.atomic_files import write_json_atomic
-from rcollapse.theory import (
+from rcollapse.maths.theory import (
     ks_distance_to_limit,
     limit_distribution,
     logsigmoid_endpoint_mass,
     solve_collapse,
     wasserstein1_to_cdf,
 )
+from rcollapse.runs.atomic_files import write_json_atomic
 
 
 def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:

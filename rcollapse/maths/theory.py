@@ -20,7 +20,7 @@ Optimality is certified by the Frank–Wolfe duality gap ``max_m ∂S/∂g_m −
 bounds S(r*) − S(r) for concave U and is zero exactly at a KKT point.
 
 Pure torch/numpy/scipy: no training code here. The same utility objects that training uses
-(``rcollapse.utilities``) are passed in, extensions included.
+(``rcollapse.maths.utilities``) are passed in, extensions included.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, blo
 
 def _solve_collapse(utility, n, tol, max_iter, block, warm_start_below, newton=True) -> CollapseSolution:
     """:func:`solve_collapse` for one n, warm-started from its own solution for n/4."""
-    from rcollapse.utilities import LinearUtility
+    from rcollapse.maths.utilities import LinearUtility
 
     h = n // 2
     if isinstance(utility, LinearUtility):
@@ -427,7 +427,7 @@ def limit_distribution(utility) -> Limit | None:
     Box–Cox family; Beta((1+γ)/2, (1+γ)/2) for class 2 (neg_power), uniform for γ ≥ 1; two points
     for x. None where no closed form is known (logsigmoid: see :func:`logsigmoid_endpoint_mass`).
     """
-    from rcollapse.utilities import LinearUtility
+    from rcollapse.maths.utilities import LinearUtility
 
     if isinstance(utility, LinearUtility):
         return Limit("two_point", {"p0": 0.5, "p1": 0.5}, _two_point_cdf, atoms={0.0: 0.5, 1.0: 0.5})

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from rcollapse.config_checks import ConfigError
+from rcollapse.config.checks import ConfigError
+from rcollapse.runs.run_config import read_run_config
 
 # not part of what a run computes: how it is resumed, where its caches are, how it is logged
 IGNORED = ("resume", "resume_force", "ckpt_path", "fail_fast", "paths.", "hydra.", "logger.tags", "logger.mode",
@@ -71,7 +71,7 @@ def check_resume(cfg: DictConfig, output_dir: Path) -> None:
     """Refuse a new run (no ``resume``) in a dir that holds a run's results, ``resume=<dir>`` without a run in
     it, and a resume whose config differs from the run's (``resume_force=true`` allows the
     latter). ``resume=true`` in a dir without a run starts it (a requeued job's first attempt)."""
-    from rcollapse.training_run import wants_resume
+    from rcollapse.runs.training_run import wants_resume
 
     previous = output_dir / "config_resolved.yaml"
     if not wants_resume(cfg):
@@ -88,7 +88,7 @@ def check_resume(cfg: DictConfig, output_dir: Path) -> None:
                               "writes first); check the path (a run dir such as outputs/runs/<date>/<time>, or a "
                               "multirun's job dir), or drop resume= to start a new run")
         return
-    before = yaml.safe_load(previous.read_text()) or {}
+    before = read_run_config(output_dir)  # a run written by an earlier layout reads as today's
     after = OmegaConf.to_container(cfg, resolve=True)
     differences = config_differences(before, after)
     if differences and not cfg.get("resume_force", False):

@@ -1,7 +1,7 @@
 """What a run cost: wall time, peak memory, training throughput and the device, for ``metrics.json``.
 
 The pipeline wraps every stage in a :class:`RunCost` (``with RunCost() as cost: ...``) and merges
-``cost.metrics()`` into the run's ``metrics.json``; :func:`rcollapse.training_run.build_trainer`
+``cost.metrics()`` into the run's ``metrics.json``; :func:`rcollapse.runs.training_run.build_trainer`
 adds a :class:`ThroughputMeter` to every Lightning trainer, which hands its counts to the
 ``RunCost`` active in the process when its fit ends. The keys (all floats but ``cost/device``):
 

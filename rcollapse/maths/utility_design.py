@@ -1,6 +1,6 @@
 """Utility design, the inverse problem: which ``U`` collapses to a given reward profile?
 
-The forward problem (``rcollapse.theory``) maps a utility to its collapsed reward profile. Here
+The forward problem (``rcollapse.maths.theory``) maps a utility to its collapsed reward profile. Here
 a target profile (a Beta(a, b), a list of quantiles, one target per prompt type or per
 open-endedness score) is mapped back to a utility family and parameter.
 
@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
-from rcollapse.theory import solve_collapse
-from rcollapse.utilities import (
+from rcollapse.maths.theory import solve_collapse
+from rcollapse.maths.utilities import (
     BoxCoxUtility,
     InverseUtility,
     LinearUtility,
@@ -68,12 +68,12 @@ SCALE_RANGE = (0.25, 400.0)  # logsigmoid scales searched
 LOGSIGMOID_MARGIN = 2e-3  # W1 by which logsigmoid must beat the classes to be chosen (family=auto)
 FAMILIES = ("auto", "classes", "logsigmoid")
 _CLASS_TARGETS = {
-    "x": "rcollapse.utilities.LinearUtility",
-    "log": "rcollapse.utilities.LogUtility",
-    "x_inv": "rcollapse.utilities.InverseUtility",
-    "power": "rcollapse.utilities.PowerUtility",
-    "neg_power": "rcollapse.utilities.NegPowerUtility",
-    "logsigmoid": "rcollapse.utilities.LogSigmoidUtility",
+    "x": "rcollapse.maths.utilities.LinearUtility",
+    "log": "rcollapse.maths.utilities.LogUtility",
+    "x_inv": "rcollapse.maths.utilities.InverseUtility",
+    "power": "rcollapse.maths.utilities.PowerUtility",
+    "neg_power": "rcollapse.maths.utilities.NegPowerUtility",
+    "logsigmoid": "rcollapse.maths.utilities.LogSigmoidUtility",
 }
 
 

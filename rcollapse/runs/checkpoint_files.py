@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from rcollapse.atomic_files import atomic_writer, is_disk_full, stale_temp_files
+from rcollapse.runs.atomic_files import atomic_writer, is_disk_full, stale_temp_files
 
 log = logging.getLogger(__name__)
 _STEP_NAME = re.compile(r"step(\d+)")

@@ -11,10 +11,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rcollapse.checkpoint_files import AtomicCheckpointIO, checkpoint_to_resume, verified_checkpoint
-from rcollapse.interruption import CheckpointAndStopOnSignal
-from rcollapse.run_cost import ThroughputMeter
-from rcollapse.wandb_run_id import previous_wandb_run_id
+from rcollapse.runs.checkpoint_files import (
+    AtomicCheckpointIO,
+    checkpoint_to_resume,
+    verified_checkpoint,
+)
+from rcollapse.runs.interruption import CheckpointAndStopOnSignal
+from rcollapse.runs.run_cost import ThroughputMeter
+from rcollapse.runs.wandb_run_id import previous_wandb_run_id
 
 
 @contextlib.contextmanager
@@ -30,7 +34,7 @@ def frozen_modules_in_eval_mode():
 def resuming_quietly(ckpt_path: str | None):
     """Silences Lightning's "Checkpoint directory … exists and is not empty" on a resume, where
     the directory holds the run's own checkpoints by design (a new run in a directory with
-    checkpoints is refused before training: :mod:`rcollapse.resume_checks`)."""
+    checkpoints is refused before training: :mod:`rcollapse.runs.resume_checks`)."""
     with warnings.catch_warnings():
         if ckpt_path:
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -79,7 +83,7 @@ def build_trainer(cfg: DictConfig, callbacks: list, logger, **overrides) -> L.Tr
     """``cfg.trainer`` with the run's callbacks and loggers, checkpoints written whole or not at
     all (:class:`AtomicCheckpointIO`), and SIGTERM / Ctrl-C turned into a checkpoint and a stop
     at the end of the optimiser step (:class:`CheckpointAndStopOnSignal`), and the training
-    throughput measured for the run's ``cost/*`` metrics (:class:`rcollapse.run_cost.ThroughputMeter`)."""
+    throughput measured for the run's ``cost/*`` metrics (:class:`rcollapse.runs.run_cost.ThroughputMeter`)."""
     return instantiate(cfg.trainer, logger=logger,
                        callbacks=[*callbacks, ThroughputMeter(), CheckpointAndStopOnSignal()],
                        plugins=[AtomicCheckpointIO()], **overrides)

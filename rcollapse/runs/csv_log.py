@@ -2,7 +2,7 @@
 
 Lightning's ``CSVLogger`` deletes ``csv/metrics.csv`` when it starts in a dir that has one, so a
 resumed run lost the log of its interrupted part. :class:`ResumableCSVLogger` keeps it when the run
-resumes (``keep_existing``, set by :func:`rcollapse.training_run.build_loggers` from ``resume``):
+resumes (``keep_existing``, set by :func:`rcollapse.runs.training_run.build_loggers` from ``resume``):
 the file stays untouched until the resumed run's first save, which rewrites it whole (a temporary
 file, then a rename): the old rows before the first step the resumed run logs, then the new ones;
 rows at or after that step (logged after the last checkpoint, and replayed now) are dropped, so
@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from rcollapse.atomic_files import atomic_writer
+from rcollapse.runs.atomic_files import atomic_writer
 
 
 def _number(text: str):
