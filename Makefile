@@ -13,10 +13,10 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 DEMO_UTILITIES ?= x,x_inv,log,logsigmoid,adaptive
 
-.PHONY: help install demo study test test-full test-slurm bench bench-gpu lint clean
+.PHONY: help install demo study test test-e2e test-full test-slurm bench bench-gpu lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## create .venv and install the project with its dev extras (idempotent)
 
@@ -34,10 +34,13 @@ study: install  ## the offline risk study at matched KL: 16 policies per arm (32
 	$(PY) run.py -m +sweep=ppo_study hydra.sweep.dir=outputs/study/$$(date +%Y-%m-%d_%H-%M-%S) \
 	  && $(PY) -m rcollapse.report $$(ls -d outputs/study/*/ | tail -n 1)
 
-test: install  ## the fast test suite (what CI runs)
-	$(PY) -m pytest -m "not slow and not slurm" -n $(PYTEST_WORKERS) -q
+test: install  ## the fast test suite, in-process (CI runs it first; <= 6 min on 2 cores)
+	$(PY) -m pytest -m "not slow and not slurm and not e2e" -n $(PYTEST_WORKERS) -q
 
-test-full: install  ## every test but the Slurm ones, the slow ones too
+test-e2e: install  ## the end-to-end tests: run.py and the tools started as commands (CI runs it after test)
+	$(PY) -m pytest -m "e2e and not slow and not slurm" -n $(PYTEST_WORKERS) -q
+
+test-full: install  ## every test but the Slurm ones: fast, end-to-end and slow
 	$(PY) -m pytest -m "not slurm" -n $(PYTEST_WORKERS) -q
 
 test-slurm: install  ## start a single-node Slurm cluster, run the Slurm tests, stop it

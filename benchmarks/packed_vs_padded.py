@@ -1,7 +1,7 @@
 """Packed (padding-free) vs padded batches for the ranking reward model: time per epoch, side by side.
 
 Padded (the default): a batch's B·n sequences laid out [S, L], L the longest; the length task's
-completions of 10–80 words leave much of that padding. Packed (``dataset.datamodule.packing=true``):
+completions of 10–80 words leave much of that padding. Packed (``dataset.packing=true``):
 the same sequences concatenated into rows of at most ``--pack-length`` tokens (default
 ``--max-length``), positions restarting per sequence, a block-diagonal attention mask
 (rcollapse/data/packed_batches.py). Both give the same rewards and loss on the same model, data

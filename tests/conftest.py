@@ -18,10 +18,10 @@ FAST_TRAINING = [
     "stage.max_steps=6",
     "stage.val_every_n_steps=3",
     "stage.checkpoint_every_n_steps=3",
-    "dataset.datamodule.source.num_train=16",
-    "dataset.datamodule.source.num_test=8",
-    "dataset.datamodule.batch_size=4",
-    "dataset.datamodule.train_probe_size=4",
+    "dataset.num_train=16",
+    "dataset.num_test=8",
+    "dataset.batch_size=4",
+    "dataset.train_probe_size=4",
     "trainer.enable_progress_bar=false",
     "trainer.log_every_n_steps=2",
 ]
@@ -38,6 +38,69 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def _command_line_run(args) -> str | None:
+    """The project's command line in a subprocess's arguments: `run.py` or `-m rcollapse...`."""
+    words = [str(w) for w in args] if isinstance(args, (list, tuple)) else str(args).split()
+    for i, word in enumerate(words):
+        if word.endswith("run.py") or (word == "-m" and words[i + 1:i + 2] and words[i + 1].startswith("rcollapse")):
+            return " ".join(words[i:i + 2])
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _command_line_runs_are_marked_e2e(request, monkeypatch):
+    """`make test` stays in-process: a test that starts run.py or `python -m rcollapse...` must be
+    marked e2e (run by `make test-e2e`), slow or slurm."""
+    if any(request.node.get_closest_marker(name) for name in ("e2e", "slow", "slurm")):
+        return
+    import subprocess
+
+    original = subprocess.Popen.__init__
+
+    def checked(self, args, *rest, **kwargs):
+        command = _command_line_run(args)
+        if command is not None:
+            raise AssertionError(f"{request.node.nodeid} starts `{command}` in a subprocess: mark it "
+                                 "@pytest.mark.e2e (run by `make test-e2e`), or call the code in-process")
+        original(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", checked)
+
+
+@pytest.fixture(scope="session")
+def ppo_run(tmp_path_factory) -> Path:
+    """stage=ppo with tests/test_ppo_stage.py's SMALL, once per test process: the dir holding the
+    run (``run/``) and its cache (``cache/``: the SFT policy and the offline reward ensemble, which
+    the tests' other SMALL PPO runs reuse instead of training them again: measured 46 s for a
+    fresh run, 2 s for one that finds them).
+    Its users are one xdist group (``xdist_group("ppo_run")``), so that they share one process."""
+    from rcollapse.pipeline import run
+    from tests.test_ppo_stage import SMALL
+
+    tmp = tmp_path_factory.mktemp("ppo")
+    run(compose_config(SMALL, tmp))
+    return tmp
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to reach the network (a TCP connect, the hub probe) fails the test at once.
+
+    "Fails fast offline" means: no connection is tried, so nothing waits on a timeout or a retry.
+    """
+    import socket
+
+    from rcollapse.data import hub_access
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a network connection was attempted: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(hub_access, "_probe", refuse)  # also a probe answered from its cache
 
 
 def compose_config(overrides: list[str], tmp_path: Path):

@@ -45,7 +45,7 @@ def test_closed_form_is_never_larger_for_the_aware_update():
 
 
 def test_bad_variance_range_names_the_key():
-    with pytest.raises(ValueError, match="bandit.variance_range"):
+    with pytest.raises(ValueError, match="stage.bandit.variance_range"):
         make_problem(10, (5.0, 1.0), 0.0, 1.0, 0)
 
 
@@ -77,7 +77,7 @@ def test_the_theorem_budget_is_the_default_and_numbers_are_accepted():
     r_star, variances = make_problem(50, SETTINGS["high"], 0.0, 1.0, seed=0)
     assert simulate(r_star, variances, 2.0, 10, seed=1).epsilon_tilde == pytest.approx(2.0 * variances.min())
     assert simulate(r_star, variances, 2.0, 10, seed=1, epsilon_tilde=0.5).epsilon_tilde == 0.5
-    with pytest.raises(ValueError, match="bandit.epsilon_tilde"):
+    with pytest.raises(ValueError, match="stage.bandit.epsilon_tilde"):
         simulate(r_star, variances, 2.0, 10, seed=1, epsilon_tilde="largest")
-    with pytest.raises(ValueError, match="bandit.variance_distribution"):
+    with pytest.raises(ValueError, match="stage.bandit.variance_distribution"):
         make_problem(10, (1.0, 2.0), 0.0, 1.0, 0, variance_distribution="beta")

@@ -35,8 +35,8 @@ def test_adaptive_utility_separates_open_and_closed(tmp_path):
 @pytest.mark.slow
 def test_packaged_minilm_trains(tmp_path):
     overrides = ["model=minilm", "utility=x_inv", "stage.max_steps=4", "stage.val_every_n_steps=2",
-                 "dataset.datamodule.source.num_train=8", "dataset.datamodule.source.num_test=4",
-                 "dataset.datamodule.batch_size=2", "dataset.datamodule.train_probe_size=2", *QUIET]
+                 "dataset.num_train=8", "dataset.num_test=4",
+                 "dataset.batch_size=2", "dataset.train_probe_size=2", *QUIET]
     run(compose_config(overrides, tmp_path))
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "rm/test/open_closed_distance" in m

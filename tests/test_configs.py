@@ -49,13 +49,13 @@ def test_every_utility_instantiates_to_a_callable_on_tensors(option, tmp_path):
 def test_every_dataset_instantiates_without_touching_the_network(option, tmp_path):
     paths = ["dataset.train_path=a.jsonl", "dataset.test_path=b.jsonl"]
     cfg = compose_config([f"dataset={option}", *(paths if option == "rankings_jsonl" else [])], tmp_path)
-    if cfg.dataset.datamodule._target_.endswith("PromptDataModule"):  # PPO prompts: no tokenizer, batch from stage
-        datamodule = instantiate(cfg.dataset.datamodule, batch_size=8)
+    if cfg.dataset._target_.endswith("PromptDataModule"):  # PPO prompts: no tokenizer, batch from stage
+        datamodule = instantiate(cfg.dataset, batch_size=8)
         assert datamodule.batch_size == 8
         return
     tokenizer = instantiate(compose_config([], tmp_path).model.tokenizer)
-    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
-    assert datamodule.batch_size == cfg.dataset.datamodule.batch_size
+    datamodule = instantiate(cfg.dataset, tokenizer=tokenizer)
+    assert datamodule.batch_size == cfg.dataset.batch_size
 
 
 @pytest.mark.parametrize("option", ["tiny", "minilm"])
@@ -73,7 +73,7 @@ def test_default_config_is_the_documented_default_job(tmp_path):
     cfg = compose_config([], tmp_path)
     choices = {
         "stage": cfg.stage.runner._target_.rsplit(".", 1)[-1],
-        "dataset": cfg.dataset.datamodule.source._target_.rsplit(".", 1)[-1],
+        "dataset": cfg.dataset.source._target_.rsplit(".", 1)[-1],
         "model": cfg.model.backbone._target_.rsplit(".", 1)[-1],
         "hardware": cfg.trainer.accelerator,
         "logger": cfg.logger._target_.rsplit(".", 1)[-1],
@@ -84,6 +84,7 @@ def test_default_config_is_the_documented_default_job(tmp_path):
     }
 
 
+@pytest.mark.e2e
 def test_unknown_choice_lists_the_valid_ones():
     proc = subprocess.run(
         [sys.executable, "run.py", "utility=bogus", "hydra/job_logging=none"],
@@ -104,7 +105,7 @@ def test_a_config_key_that_matches_no_argument_fails_loudly(tmp_path):
 @pytest.mark.parametrize("arm", group_options("ppo_arm"))
 def test_every_ppo_arm_composes_with_the_ppo_stage(arm, tmp_path):
     cfg = compose_config(["stage=ppo", f"ppo_arm={arm}"], tmp_path)
-    assert cfg.stage.module.variance_weighted == ("variance" in arm)
+    assert cfg.stage.module.kl_weight == ("variance" if "variance" in arm else "one")
     if arm.startswith("paper"):
         assert (cfg.stage.batch_size, cfg.stage.num_updates) == (128, 192)
         assert cfg.stage.kl_controller.beta == (0.05 if "variance" in arm else 0.2)

@@ -174,7 +174,7 @@ def compose_diagnose(overrides: list[str], out: Path):
                                                *overrides])
 
 
-FAST_DATA = ["dataset.datamodule.source.num_train=16", "dataset.datamodule.source.num_test=8"]
+FAST_DATA = ["dataset.num_train=16", "dataset.num_test=8"]
 
 
 @pytest.fixture(scope="module")
@@ -355,6 +355,7 @@ def _diagnose_run(run_dir: Path, out: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first test of trained_runs sets it up: six runs, 4,000 steps
 def test_diagnose_sees_collapse_for_x_and_none_for_adaptive(trained_runs, tmp_path):
     x = _diagnose_run(trained_runs["x"], tmp_path / "x")
     adaptive = _diagnose_run(trained_runs["adaptive"], tmp_path / "adaptive")
@@ -367,6 +368,7 @@ def test_diagnose_sees_collapse_for_x_and_none_for_adaptive(trained_runs, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first test of trained_runs sets it up: six runs, 4,000 steps
 @pytest.mark.parametrize("utility, label", [("x", "x"), ("log", "log(eps=0.1)")])
 def test_diagnose_names_the_utility_a_run_was_trained_with(trained_runs, tmp_path, utility, label):
     result = _diagnose_run(trained_runs[utility], tmp_path / utility)
@@ -376,6 +378,7 @@ def test_diagnose_names_the_utility_a_run_was_trained_with(trained_runs, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first test of trained_runs sets it up: six runs, 4,000 steps
 @pytest.mark.parametrize("utility, label", [("x_inv_1200", "x_inv(eps=0.1)"),
                                             ("logsigmoid8_1200", "logsigmoid(scale=8)")])
 def test_diagnose_tells_the_x_inv_twins_apart_once_trained_on(trained_runs, tmp_path, utility, label):
@@ -394,6 +397,7 @@ def test_diagnose_tells_the_x_inv_twins_apart_once_trained_on(trained_runs, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first test of trained_runs sets it up: six runs, 4,000 steps
 def test_after_400_steps_x_inv_is_kept_among_its_twins(trained_runs, tmp_path):
     """At the demo's 400 steps a run's profile still moves by 0.003-0.010 between validations, as
     much as the twins differ: of five 400-step x_inv trainings, four were named x_inv and this

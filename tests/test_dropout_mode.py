@@ -69,8 +69,8 @@ def test_ensemble_phase1_trains_with_the_configured_dropout_and_phase2_without(d
                         "stage.val_every_n_steps=2", "stage.checkpoint_every_n_steps=2",
                         "stage.ensemble.num_heads=2", "stage.ensemble.head_epochs=1",
                         "stage.ensemble.cache_features=false",
-                        "dataset.datamodule.train_source.num_train=64", "dataset.datamodule.train_source.num_val=8",
-                        "dataset.datamodule.train_source.num_test_per_section=4",
+                        "dataset.num_train=64", "dataset.num_val=8",
+                        "dataset.num_test_per_section=4",
                         "trainer.enable_progress_bar=false"], tmp_path))
     phase1 = [n for frozen, n in seen if not frozen]
     phase2 = [n for frozen, n in seen if frozen]

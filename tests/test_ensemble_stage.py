@@ -5,16 +5,16 @@ import json
 import pytest
 import torch
 
-from rcollapse.analysis.uncertainty_quality import FIGURES
+from rcollapse.analysis.uncertainty_report import FIGURES
 from rcollapse.models.ensemble_artifact import load_ensemble
 from rcollapse.pipeline import run
 from tests.conftest import compose_config
 
 SMALL = [
     "stage=ensemble",
-    "dataset.datamodule.train_source.num_train=768",
-    "dataset.datamodule.train_source.num_val=32",
-    "dataset.datamodule.train_source.num_test_per_section=24",
+    "dataset.num_train=768",
+    "dataset.num_val=32",
+    "dataset.num_test_per_section=24",
     "stage.max_steps=250",
     "stage.val_every_n_steps=125",
     "stage.checkpoint_every_n_steps=125",

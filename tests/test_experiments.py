@@ -65,7 +65,7 @@ def test_an_experiment_composes_and_validates(name, tmp_path):
     ("collapse_longform_offline", {"utility": "x,x_inv,log,logsigmoid,adaptive"}),
     ("ppo_study", {"ppo_arm": "paper_vanilla,paper_variance_aware", "stage.module.reward_head": "range(0,10)",
                    "seed": "0,1,2,3"}),
-    ("bandit_risk", {"bandit.setting": "high,low", "bandit.epsilon_tilde": "min_variance,matched_mean"}),
+    ("bandit_risk", {"stage.bandit.setting": "high,low", "stage.bandit.epsilon_tilde": "min_variance,matched_mean"}),
 ])
 def test_a_multirun_experiment_sweeps_the_papers_grid(name, grid):
     assert {k: str(v) for k, v in _sweep_params(name).items()} == grid
@@ -74,10 +74,9 @@ def test_a_multirun_experiment_sweeps_the_papers_grid(name, grid):
 def test_the_paper_settings_are_the_papers(tmp_path):
     longform = _compose("collapse_longform", tmp_path)
     assert (longform.stage.max_steps, longform.model.lr, longform.model.max_length) == (1000, 1e-5, 512)
-    assert longform.dataset.datamodule.batch_size == 8 and longform.stage.module.warmup_ratio == 0.1
+    assert longform.dataset.batch_size == 8 and longform.stage.module.warmup_ratio == 0.1
     stackexchange = _compose("collapse_stackexchange", tmp_path)
-    source = stackexchange.dataset.datamodule.source
-    assert (source.num_answers, source.num_prompts) == (5, 128)
+    assert (stackexchange.dataset.num_answers, stackexchange.dataset.num_prompts) == (5, 128)
     assert stackexchange.utility._target_.endswith("LogSigmoidUtility")
     gemma = _compose("ensemble_gemma", tmp_path)
     assert gemma.stage.ensemble.num_heads == 10 and gemma.stage.ensemble.loss_threshold == 0.3
@@ -107,7 +106,7 @@ def test_a_real_experiment_builds_its_models_at_real_size_without_a_download(nam
     assert parameter_count(reward_model) > at_least
     if cfg.stage.name == "reward":
         module = instantiate(cfg.stage.module, reward_model=reward_model, utility=instantiate(cfg.utility),
-                             test_split_names=["test", "train"])
+                             optimizer=instantiate(cfg.stage.optimizer), test_split_names=["test", "train"])
         assert module.reward_model is reward_model
 
 
@@ -136,6 +135,7 @@ def _metrics(run_dir):
 
 # ---- the offline twins, end to end (`make test-full`) -------------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # _run gives each command up to 1800 s
 def test_the_collapse_twin_runs_every_utility_and_adaptive_separates_the_prompt_types(tmp_path):
     sweep = tmp_path / "sweep"
     _run("-m", "experiment=collapse_longform_offline", "stage.max_steps=150", "trainer.enable_progress_bar=false",
@@ -152,6 +152,7 @@ def test_the_collapse_twin_runs_every_utility_and_adaptive_separates_the_prompt_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # _run gives each command up to 1800 s
 def test_the_stackexchange_twin_trains_on_five_answer_questions_and_counts_the_ties(tmp_path):
     run_dir = tmp_path / "run"
     _run("experiment=collapse_stackexchange_offline", "stage.max_steps=50", "trainer.enable_progress_bar=false",
@@ -164,6 +165,7 @@ def test_the_stackexchange_twin_trains_on_five_answer_questions_and_counts_the_t
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # _run gives each command up to 1800 s
 def test_the_theory_and_bandit_twins_run_their_grids(tmp_path):
     _run("-m", "experiment=theory_limits_offline", f"hydra.sweep.dir={tmp_path / 'theory'}")
     theory = [_metrics(p) for p in (tmp_path / "theory").iterdir() if (p / "metrics.json").exists()]
@@ -176,6 +178,7 @@ def test_the_theory_and_bandit_twins_run_their_grids(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # _run gives each command up to 1800 s
 def test_the_ensemble_twin_writes_table_one_figure_six_and_the_artifact(tmp_path):
     run_dir = tmp_path / "run"
     _run("experiment=ensemble_gemma_offline", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
@@ -187,6 +190,7 @@ def test_the_ensemble_twin_writes_table_one_figure_six_and_the_artifact(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # _run gives each command up to 1800 s
 def test_the_ppo_study_twin_runs_both_arms_on_one_ensemble_and_the_report_compares_them(tmp_path):
     sweep = tmp_path / "sweep"
     _run("-m", "experiment=ppo_study_offline", "stage.num_updates=6", "stage.module.reward_head=0", "seed=0",

@@ -249,8 +249,8 @@ def test_a_real_full_disk_records_failed_leaves_no_partial_file_and_resumes(tmp_
 
 # ---- item 6: SIGTERM and Ctrl-C stop the sweep, checkpointed, as `interrupted` --------------------
 LONG = ["utility=adaptive", "stage.max_steps=60", "stage.val_every_n_steps=20", "stage.checkpoint_every_n_steps=4",
-        "dataset.datamodule.source.num_train=24", "dataset.datamodule.source.num_test=8",
-        "dataset.datamodule.batch_size=4", "dataset.datamodule.train_probe_size=4",
+        "dataset.num_train=24", "dataset.num_test=8",
+        "dataset.batch_size=4", "dataset.train_probe_size=4",
         "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5", "logger=csv"]
 
 
@@ -274,6 +274,7 @@ def _signal_mid_training(sweep: Path, signum: int) -> tuple[subprocess.Completed
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), before
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_signal_stops_the_sweep_after_checkpointing_and_it_resumes(tmp_path, signum):
     sweep = tmp_path / "sweep"
@@ -306,6 +307,7 @@ def test_a_signal_stops_the_sweep_after_checkpointing_and_it_resumes(tmp_path, s
         assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.e2e
 def test_under_ddp_a_signal_that_reaches_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     """Ctrl-C reaches the ranks at different moments; in the extreme only one. Measured before
     the fix: SIGINT to rank 1 of `hardware=cpu_ddp` stopped rank 1 alone and the run hung for

@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e  # both tests start run.py
 
 # fails in config validation, before any training: a few seconds
 FAILING = ["stage.max_steps=0", "hydra/job_logging=none"]

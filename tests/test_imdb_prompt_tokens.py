@@ -33,20 +33,20 @@ def test_imdb_prompts_are_2_to_8_tokens_of_the_policy_tokenizer(tmp_path):
 
 def test_words_remain_an_option_and_tokens_need_the_tokenizer(tmp_path):
     path = str(_local_imdb(tmp_path))
-    prompts = ImdbPromptsSource(path=path, unit="words").load()
+    prompts = ImdbPromptsSource(path=path, prompt_unit="words").load()
     assert all(2 <= len(p.split()) <= 8 for p in prompts["train"])
     with pytest.raises(ValueError, match="need the policy's tokenizer"):
         ImdbPromptsSource(path=path).load()
     with pytest.raises(ValueError, match=r"dataset\.prompt_unit must be one of tokens, words, got 'chars'"):
-        ImdbPromptsSource(path=path, unit="chars")
+        ImdbPromptsSource(path=path, prompt_unit="chars")
 
 
 def test_the_imdb_config_cuts_by_tokens_by_default_and_the_data_module_passes_the_tokenizer(tmp_path):
     from hydra.utils import instantiate
 
     cfg = compose_config(["stage=ppo", "dataset=imdb_prompts", f"dataset.path={_local_imdb(tmp_path)}"], tmp_path)
-    assert cfg.dataset.datamodule.source.unit == "tokens"
+    assert cfg.dataset.prompt_unit == "tokens"
     tokenizer = build_tiny_tokenizer_for_generation()
-    datamodule: PromptDataModule = instantiate(cfg.dataset.datamodule, batch_size=8, tokenizer=tokenizer)
+    datamodule: PromptDataModule = instantiate(cfg.dataset, batch_size=8, tokenizer=tokenizer)
     datamodule.setup()
     assert all(2 <= len(tokenizer(p, add_special_tokens=False)["input_ids"]) <= 8 for p in datamodule.prompts["train"])

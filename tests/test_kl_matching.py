@@ -67,7 +67,8 @@ def test_a_shared_target_then_frozen_beta_matches_the_arms_final_kl():
     finals = {}
     for arm, weighted in (("vanilla", False), ("variance_aware", True)):
         controller = AdaptiveKLController(beta=0.05, target=1.0, horizon=16, freeze_after=25)
-        module, _ = _module(seed=7, batch_size=16, ppo_epochs=1, num_minibatches=1, variance_weighted=weighted,
+        module, _ = _module(seed=7, batch_size=16, ppo_epochs=1, num_minibatches=1,
+                            kl_weight="variance" if weighted else "one",
                             normalise_kl_weight=True)
         module.scorer, module.kl_controller = varying_uncertainty_scorer, controller
         finals[arm], module = _final_kl(module, prompts, iterations=30)

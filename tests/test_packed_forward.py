@@ -100,9 +100,9 @@ def test_default_collator_output_is_unchanged(tokenizer, rows):
 
 
 def test_collator_checks_its_packing_arguments(tokenizer):
-    with pytest.raises(ValueError, match="dataset.datamodule.pack_length"):
+    with pytest.raises(ValueError, match="dataset.pack_length"):
         RankingCollator(tokenizer, max_length=128, packing=True, pack_length=64)
-    with pytest.raises(ValueError, match="dataset.datamodule.packing"):
+    with pytest.raises(ValueError, match="dataset.packing"):
         RankingCollator(tokenizer, max_length=128, packing="yes")
 
 
@@ -139,16 +139,16 @@ def test_unsupported_backbone_is_refused_naming_the_key():
     from transformers import GPT2Config, GPT2Model
 
     decoder = GPT2Model(GPT2Config(vocab_size=100, n_embd=16, n_layer=1, n_head=2, n_positions=32))
-    with pytest.raises(ValueError, match=r"dataset\.datamodule\.packing"):
+    with pytest.raises(ValueError, match=r"dataset\.packing"):
         check_packing_supported(decoder)
     model = RewardModel(decoder, pooling="last")
     packed = pack_batch({"input_ids": torch.ones(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4)}, 8)
-    with pytest.raises(ValueError, match=r"dataset\.datamodule\.packing=false"):
+    with pytest.raises(ValueError, match=r"dataset\.packing=false"):
         model.packed_forward(packed["packed"])
 
 
 def test_packing_trains_a_short_reward_run(tmp_path):
-    cfg = compose_config([*FAST_TRAINING, "dataset.datamodule.packing=true"], tmp_path)
+    cfg = compose_config([*FAST_TRAINING, "dataset.packing=true"], tmp_path)
     run(cfg)
     out = tmp_path / "run"
     assert json.loads((out / "status.json").read_text())["status"] == "completed"
@@ -157,8 +157,8 @@ def test_packing_trains_a_short_reward_run(tmp_path):
 
 
 def test_packing_with_an_unsupported_backbone_stops_before_training(tmp_path):
-    cfg = compose_config([*FAST_TRAINING, "model=ngram", "dataset.datamodule.packing=true"], tmp_path)
-    with pytest.raises(ValueError, match=r"dataset\.datamodule\.packing"):
+    cfg = compose_config([*FAST_TRAINING, "model=ngram", "dataset.packing=true"], tmp_path)
+    with pytest.raises(ValueError, match=r"dataset\.packing"):
         run(cfg)
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 

@@ -17,7 +17,7 @@ def test_imdb_local_copy_gives_2_to_8_word_prompts_without_markup(tmp_path):
     text = "A<br />great film<br /><br />with a cast that never once stops being good and more words"
     for split in ("train", "test"):
         pd.DataFrame({"text": [text] * 20, "label": [1] * 20}).to_parquet(root / f"{split}-00000-of-00001.parquet")
-    prompts = ImdbPromptsSource(path=str(tmp_path / "imdb"), num_test=5, unit="words").load()
+    prompts = ImdbPromptsSource(path=str(tmp_path / "imdb"), num_test=5, prompt_unit="words").load()
     assert len(prompts["train"]) == 20 and len(prompts["test"]) == 5
     for prompt in prompts["train"]:
         assert 2 <= len(prompt.split()) <= 8 and "<br" not in prompt and prompt.startswith("A great")
@@ -33,7 +33,7 @@ def test_prompt_cutting_and_offline_prompts():
 
 def test_hub_names_fail_fast_offline_with_the_key_to_set():
     with pytest.raises(DataUnavailableError) as err:
-        ImdbPromptsSource(unit="words").load()
+        ImdbPromptsSource(prompt_unit="words").load()
     message = str(err.value)
     assert "Cannot load data set 'stanfordnlp/imdb' (dataset.path):" in message
     assert "`dataset.path=/data/imdb`" in message and "`dataset=prompts_offline`" in message

@@ -25,7 +25,7 @@ def make_run(root, num, arm, weighted, seed, judge, reference, final_kl, status=
     run = Path(root) / str(num)
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"ppo_arm={arm}", f"seed={seed}"]))
-    (run / "config_resolved.yaml").write_text(yaml.safe_dump({"stage": {"module": {"variance_weighted": weighted}}}))
+    (run / "config_resolved.yaml").write_text(yaml.safe_dump({"stage": {"module": {"kl_weight": "variance" if weighted else "one"}}}))
     (run / "status.json").write_text(json.dumps({"status": status}))
     (run / "metrics.json").write_text(json.dumps({"ppo/test/judge_mean": judge, "ppo/test/judge_mean_ref": reference,
                                                   "ppo/train/kl": 9.0, "ppo/final/kl": final_kl,

@@ -10,21 +10,17 @@ from tests.conftest import compose_config
 SMALL = [
     "stage=ppo", "stage.batch_size=16", "stage.num_updates=4", "stage.checkpoint_every_n_updates=2",
     "stage.module.ppo_epochs=1", "stage.module.num_minibatches=2",
-    "dataset.datamodule.source.num_train=128", "dataset.datamodule.source.num_test=32",
+    "dataset.num_train=128", "dataset.num_test=32",
     "model.sft_steps=50", "trainer.enable_progress_bar=false",
     "stage.ensemble_overrides=['stage.ensemble.num_heads=3','stage.max_steps=30','stage.ensemble.head_epochs=1',"
-    "'dataset.datamodule.train_source.num_train=256','dataset.datamodule.train_source.num_test_per_section=8']",
+    "'dataset.num_train=256','dataset.num_test_per_section=8']",
 ]
 KEYS = ("ppo/train/score", "ppo/train/kl", "ppo/train/weighted_kl", "ppo/train/beta", "ppo/train/approx_kl",
         "ppo/train/clipfrac", "ppo/train/entropy", "ppo/train/value_loss", "ppo/train/explained_var",
         "ppo/test/judge_mean", "ppo/test/judge_mean_ref")
 
-
-@pytest.fixture(scope="module")
-def ppo_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ppo")
-    run(compose_config(SMALL, tmp))
-    return tmp
+# ppo_run (tests/conftest.py): one SMALL run per test process, shared with test_wandb_logger.py
+pytestmark = pytest.mark.xdist_group("ppo_run")
 
 
 def test_ppo_stage_writes_every_metric_and_file(ppo_run):

@@ -30,7 +30,7 @@ def _refused(overrides, tmp_path, monkeypatch):
 @pytest.mark.parametrize("override, key, choices", [
     ("stage.module.kl_estimator=k2", "stage.module.kl_estimator", "k1, k3"),
     ("stage.module.reward_combination=median", "stage.module.reward_combination", "head, mean, min, mean_minus_std"),
-    ("stage.module.kl_weight=var", "stage.module.kl_weight", "variance, std"),
+    ("stage.module.kl_weight=var", "stage.module.kl_weight", "one, std, variance"),
     ("stage.module.max_new_tokens=0", "stage.module.max_new_tokens", ">= 1"),
     ("stage.module.num_minibatches=0", "stage.module.num_minibatches", ">= 1"),
     ("stage.kl_controller.beta=-0.1", "stage.kl_controller.beta", ">= 0"),
@@ -98,7 +98,7 @@ def test_the_offline_ensemble_key_follows_the_composed_config_not_the_override_s
     default = key()
     assert key("stage.ensemble.head_lr=0.003") == default  # the default, spelt out: the same ensemble
     assert key("stage.ensemble.head_lr=0.004") != default
-    assert key("dataset.datamodule.train_source.temperature=0.2") != default  # the data shapes it too
+    assert key("dataset.temperature=0.2") != default  # the data shapes it too
     monkeypatch.setattr(ppo_stage, "OFFLINE_ENSEMBLE_FORMAT", ppo_stage.OFFLINE_ENSEMBLE_FORMAT + 1)
     assert key() != default
 
@@ -119,9 +119,9 @@ def test_a_changed_config_default_gives_a_new_offline_ensemble_key(tmp_path, mon
 
 def test_ppo_arm_is_an_ordinary_group_with_a_default(tmp_path):
     """`ppo_arm=vanilla` without `+`; an arm's settings override the stage's own."""
-    assert compose_config(["stage=ppo"], tmp_path).stage.module.variance_weighted is True
+    assert compose_config(["stage=ppo"], tmp_path).stage.module.kl_weight == "variance"
     vanilla = compose_config(["stage=ppo", "ppo_arm=vanilla"], tmp_path)
-    assert vanilla.stage.module.variance_weighted is False
+    assert vanilla.stage.module.kl_weight == "one"
     paper = compose_config(["stage=ppo", "ppo_arm=paper_vanilla", "stage.optimizer.lr=2e-5"], tmp_path)
     assert (paper.stage.batch_size, paper.stage.kl_controller.beta, paper.stage.optimizer.lr) == (128, 0.2, 2e-5)
 
@@ -178,8 +178,7 @@ def test_the_default_offline_ensemble_is_the_testbed_s_lexical_one(tmp_path):
     ensemble = ppo_stage.compose_offline_ensemble_config(compose_config(["stage=ppo"], tmp_path))
     assert ensemble.model.backbone._target_ == "rcollapse.models.ngram_encoder.build_ngram_encoder"
     assert ensemble.stage.ensemble.head_init_scale == 30
-    source = ensemble.dataset.datamodule.train_source
-    assert (source.negatable, source.held_out_adjectives) == ("positive", 4)
+    assert (ensemble.dataset.negatable, ensemble.dataset.held_out_adjectives) == ("positive", 4)
 
 
 def test_variance_weighting_with_a_one_head_ensemble_is_refused(tmp_path, monkeypatch):
@@ -188,9 +187,9 @@ def test_variance_weighting_with_a_one_head_ensemble_is_refused(tmp_path, monkey
     artifact.mkdir()
     (artifact / "ensemble.json").write_text('{"version": 2, "num_heads": 1, "normalisation": {}}')
     message = _refused([f"stage.ensemble_path={artifact}"], tmp_path, monkeypatch)
-    assert message.startswith(f"stage.module.variance_weighted: the ensemble at stage.ensemble_path={artifact} has 1 head")
+    assert message.startswith(f"stage.module.kl_weight: the ensemble at stage.ensemble_path={artifact} has 1 head")
     message = _refused(["stage.ensemble_overrides=['stage.ensemble.num_heads=1']"], tmp_path, monkeypatch)
-    assert message.startswith("stage.module.variance_weighted: the offline ensemble (stage.ensemble.num_heads in "
+    assert message.startswith("stage.module.kl_weight: the offline ensemble (stage.ensemble.num_heads in "
                               "stage.ensemble_overrides) has 1 head")
 
 

@@ -167,9 +167,10 @@ def test_prior_prompts_as_the_hub_stores_them():
 def test_rewardbench_source_appends_the_prior_sets(tmp_path):
     rb = write_hub_copy(tmp_path / "reward-bench", {"filtered": rewardbench_rows({"alpacaeval-easy": 2, "hep-go": 1})})
     prior = write_prior_copy(tmp_path / "pref-test-sets")
-    pairs = RewardBenchSource(path=str(rb), prior_sets=PriorSetsSource(path=str(prior))).load()["test"]
+    pairs = RewardBenchSource(path=str(rb), prior_path=str(prior)).load()["test"]
     assert [p.section for p in pairs] == ["Chat", "Chat", "Reasoning"] + ["Prior Sets"] * 12
-    without = RewardBenchSource(path=str(rb), prior_sets=PriorSetsSource(path=None)).load()["test"]
+    assert len(RewardBenchSource(path=str(rb), prior_path=str(prior), prior_limit_per_split=1).load()["test"]) == 3 + 4
+    without = RewardBenchSource(path=str(rb), prior_path=None).load()["test"]
     assert len(without) == 3
 
 

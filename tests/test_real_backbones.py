@@ -482,8 +482,8 @@ def test_the_gemma_group_runs_the_ensemble_stage_in_bfloat16_with_checkpointing(
         str(path))
     tokenizer.save_pretrained(str(path))
     run(compose_config(["stage=ensemble", "model=gemma_2b", f"model.name_or_path={path}", "model.max_length=96",
-                        "dataset.datamodule.train_source.num_train=64", "dataset.datamodule.train_source.num_val=8",
-                        "dataset.datamodule.train_source.num_test_per_section=4", "stage.max_steps=4",
+                        "dataset.num_train=64", "dataset.num_val=8",
+                        "dataset.num_test_per_section=4", "stage.max_steps=4",
                         "stage.val_every_n_steps=2", "stage.checkpoint_every_n_steps=2", "stage.ensemble.num_heads=3",
                         "stage.ensemble.head_epochs=1", "trainer.enable_progress_bar=false"], tmp_path))
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "completed"

@@ -78,6 +78,7 @@ def test_corrupt_overrides_yaml_is_unreadable(tmp_path, content, capsys):
     assert f"{job}  [unreadable]  unreadable .hydra/overrides.yaml: " in out.split("Unreadable runs")[1]
 
 
+@pytest.mark.e2e
 def test_missing_path_is_refused_naming_it(tmp_path, capsys):
     make_job(tmp_path / "sweep", 0, ["utility=x"], fake_metrics(0.1), DONE)
     missing = tmp_path / "no_such_sweep"

@@ -54,6 +54,7 @@ def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
     assert torch.load(ckpt, weights_only=False)["global_step"] == 9
 
 
+@pytest.mark.e2e
 def test_run_py_end_to_end_and_two_job_multirun_with_report(tmp_path):
     sweep_dir = tmp_path / "sweep"
     cmd = [sys.executable, "run.py", "-m", "utility=x,adaptive", f"hydra.sweep.dir={sweep_dir}",
@@ -86,10 +87,10 @@ def test_own_rankings_with_varying_numbers_of_completions_train(tmp_path):
 
     (tmp_path / "train.jsonl").write_text(rows(12))
     (tmp_path / "test.jsonl").write_text(rows(6))
-    overrides = [o for o in FAST_TRAINING if ".source.num_" not in o]
+    overrides = [o for o in FAST_TRAINING if not o.startswith("dataset.num_")]
     cfg = compose_config(["dataset=rankings_jsonl", "utility=adaptive", *overrides,
-                          f"dataset.datamodule.source.train_path={tmp_path / 'train.jsonl'}",
-                          f"dataset.datamodule.source.test_path={tmp_path / 'test.jsonl'}"], tmp_path)
+                          f"dataset.train_path={tmp_path / 'train.jsonl'}",
+                          f"dataset.test_path={tmp_path / 'test.jsonl'}"], tmp_path)
     run(cfg)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "rm/test/open_reward_rank2" in metrics
@@ -102,10 +103,10 @@ def test_malformed_row_stops_before_training_and_names_the_line(tmp_path):
     tied = {**good, "ranking": [0, 0]}
     (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(tied) + "\n")
     (tmp_path / "test.jsonl").write_text(json.dumps(good) + "\n")
-    overrides = [o for o in FAST_TRAINING if ".source.num_" not in o]
+    overrides = [o for o in FAST_TRAINING if not o.startswith("dataset.num_")]
     cfg = compose_config(["dataset=rankings_jsonl", *overrides,
-                          f"dataset.datamodule.source.train_path={tmp_path / 'train.jsonl'}",
-                          f"dataset.datamodule.source.test_path={tmp_path / 'test.jsonl'}"], tmp_path)
+                          f"dataset.train_path={tmp_path / 'train.jsonl'}",
+                          f"dataset.test_path={tmp_path / 'test.jsonl'}"], tmp_path)
     with pytest.raises(MalformedRowError, match=r"train.jsonl, line 2.*ties"):
         run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()

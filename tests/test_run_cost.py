@@ -168,8 +168,8 @@ def test_a_reward_run_writes_every_cost_key(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("overrides", "stage_key"), [
-    (["stage=theory", "theory.n=20"], "theory/objective"),
-    (["stage=bandit", "bandit.num_draws=2000", "bandit.d=200"], None),
+    (["stage=theory", "stage.theory.n=20"], "theory/objective"),
+    (["stage=bandit", "stage.bandit.num_draws=2000", "stage.bandit.d=200"], None),
 ], ids=["theory", "bandit"])
 def test_stages_without_a_trainer_get_wall_time_memory_and_device_only(tmp_path, overrides, stage_key):
     from rcollapse.pipeline import run

@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import FAST_TRAINING, REPO
 
-pytestmark = pytest.mark.slurm
+# a sweep's run.py is given up to 1500 s (run_py), a pre-emption test runs two: past the default 600 s
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(3600)]
 
 
 def _cluster_up() -> bool:
@@ -103,8 +104,8 @@ def test_a_failing_job_leaves_the_others_and_the_report_names_its_slurm_job(tmp_
 
 LONG_TRAINING = [
     "stage.max_steps=300", "stage.val_every_n_steps=100", "stage.checkpoint_every_n_steps=10",
-    "dataset.datamodule.source.num_train=64", "dataset.datamodule.source.num_test=8",
-    "dataset.datamodule.batch_size=4", "dataset.datamodule.train_probe_size=4",
+    "dataset.num_train=64", "dataset.num_test=8",
+    "dataset.batch_size=4", "dataset.train_probe_size=4",
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5", "seed=3",
 ]
 
@@ -161,7 +162,7 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_last_checkpoint(tmp_pa
 
 def test_two_tasks_on_the_node_train_with_ddp_through_the_launcher(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_py("-m", "utility=log", "hardware=slurm_local", "slurm.tasks_per_node=2", *FAST_TRAINING,
+    proc = run_py("-m", "utility=log", "hardware=slurm_local", "hardware.tasks_per_node=2", *FAST_TRAINING,
                   f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     single = tmp_path / "single"

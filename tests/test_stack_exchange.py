@@ -175,7 +175,7 @@ def test_extra_columns_are_tolerated(tmp_path):
 
 def test_offline_the_error_names_the_key_and_how_to_supply_a_copy(tmp_path):
     cfg = compose_config(["dataset=stack_exchange"], tmp_path)
-    source = instantiate(cfg.dataset.datamodule.source)
+    source = instantiate(cfg.dataset, tokenizer=None).source
     assert (source.path, source.path_key, source.data_dir) == ("HuggingFaceH4/stack-exchange-preferences",
                                                               "dataset.path", "data/apple")
     with pytest.raises(DataUnavailableError) as err:
@@ -184,11 +184,11 @@ def test_offline_the_error_names_the_key_and_how_to_supply_a_copy(tmp_path):
     assert "(dataset.path)" in message and "`dataset.path=/data/stack-exchange-preferences`" in message
     assert "--include 'data/apple/*' README.md" in message and "dataset=stack_exchange_offline" in message
     missing = instantiate(compose_config(["dataset=stack_exchange", f"dataset.path={tmp_path}/none"],
-                                         tmp_path).dataset.datamodule.source)
+                                         tmp_path).dataset, tokenizer=None).source
     with pytest.raises(DataUnavailableError, match=r"\(dataset\.path\): \S+ is not a directory"):
         missing.load()
     write_stack_exchange_rows(tmp_path / "copy", {"apple": [_distinct(7)]})
-    with pytest.raises(DataUnavailableError, match=r"no folder 'data/cooking' \(data_dir\); its sites are \['apple'\]"):
+    with pytest.raises(DataUnavailableError, match=r"no folder 'data/cooking' \(dataset\.data_dir\); its sites are \['apple'\]"):
         _source(tmp_path / "copy", data_dir="data/cooking").load()
 
 
@@ -222,7 +222,7 @@ def test_arguments_are_checked_when_built():
 
 def test_the_offline_config_writes_its_copy_once_and_leaves_other_dirs_alone(tmp_path, capsys):
     cfg = compose_config(["dataset=stack_exchange_offline"], tmp_path)
-    source = instantiate(cfg.dataset.datamodule.source)
+    source = instantiate(cfg.dataset, tokenizer=None).source
     assert isinstance(source, StackExchangeOfflineSource) and source.path_key == "dataset.path"
     assert not (tmp_path / "cache" / "stack_exchange_copy").exists()  # nothing written when built
     data = source.load()
@@ -232,7 +232,7 @@ def test_the_offline_config_writes_its_copy_once_and_leaves_other_dirs_alone(tmp
     assert "wrote a generated local copy" in out and "kept 144 (128 train + 16 test)" in out
     marker = tmp_path / "cache" / "stack_exchange_copy" / StackExchangeOfflineSource.MARKER
     written = marker.stat().st_mtime_ns
-    instantiate(cfg.dataset.datamodule.source).load()
+    instantiate(cfg.dataset, tokenizer=None).source.load()
     assert marker.stat().st_mtime_ns == written  # reused
     # a directory the project did not write is read as it is
     write_stack_exchange_rows(tmp_path / "mine", {"apple": [_distinct(7), _distinct(8)]})

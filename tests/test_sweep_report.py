@@ -122,6 +122,7 @@ def test_single_run_dir(tmp_path, capsys):
     assert "1 run(s); swept: nothing" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_module_entry_point(tmp_path):
     make_job(tmp_path, 0, ["utility=x"], fake_metrics(0.1))
     done = subprocess.run([sys.executable, "-m", "rcollapse.report", str(tmp_path)],
@@ -142,7 +143,7 @@ def make_ppo_sweep(root, final_kl):
             metrics = {"ppo/test/judge_mean": judge, "ppo/test/judge_mean_ref": 0.05 + 0.01 * seed,
                        "ppo/train/kl": 9.0, "ppo/final/kl": final_kl[arm][seed]}
             job = make_job(root, num, [f"ppo_arm={arm}", f"seed={seed}"], metrics, {"status": "completed"})
-            (job / "config_resolved.yaml").write_text(yaml.safe_dump({"stage": {"module": {"variance_weighted": weighted}}}))
+            (job / "config_resolved.yaml").write_text(yaml.safe_dump({"stage": {"module": {"kl_weight": "variance" if weighted else "one"}}}))
             num += 1
 
 

@@ -35,6 +35,7 @@ def report(*dirs) -> str:
     return proc.stdout
 
 
+@pytest.mark.e2e
 def test_ddp_two_cpu_processes_give_the_same_metric_keys(tmp_path):
     run_py(*FAST_TRAINING, f"hydra.run.dir={tmp_path / 'single'}")
     run_py(*FAST_TRAINING, "hardware=cpu_ddp", f"hydra.run.dir={tmp_path / 'ddp'}")
@@ -45,6 +46,7 @@ def test_ddp_two_cpu_processes_give_the_same_metric_keys(tmp_path):
     assert json.loads((tmp_path / "ddp" / "status.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.e2e
 def test_submitit_local_multirun_with_a_failing_job_and_the_report(tmp_path):
     # eps=0 makes x_inv infinite at ties: that job fails, the other one must still finish.
     sweep = tmp_path / "sweep"
@@ -59,6 +61,7 @@ def test_submitit_local_multirun_with_a_failing_job_and_the_report(tmp_path):
     assert "completed" in out
 
 
+@pytest.mark.e2e
 def test_basic_launcher_goes_on_after_a_failure_unless_fail_fast(tmp_path):
     sweep = tmp_path / "on"
     proc = run_py("-m", "utility=x_inv,x", "utility.eps=0", f"hydra.sweep.dir={sweep}", *FAST_TRAINING,
@@ -79,11 +82,12 @@ def _checkpoint_step(path: Path) -> int:
         return -1
 
 
+@pytest.mark.e2e
 def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
     overrides = ["utility=adaptive", "stage.max_steps=60", "stage.val_every_n_steps=20",
-                 "stage.checkpoint_every_n_steps=5", "dataset.datamodule.source.num_train=24",
-                 "dataset.datamodule.source.num_test=8", "dataset.datamodule.batch_size=4",
-                 "dataset.datamodule.train_probe_size=4", "trainer.enable_progress_bar=false",
+                 "stage.checkpoint_every_n_steps=5", "dataset.num_train=24",
+                 "dataset.num_test=8", "dataset.batch_size=4",
+                 "dataset.train_probe_size=4", "trainer.enable_progress_bar=false",
                  "trainer.log_every_n_steps=5"]
     reference = tmp_path / "reference"
     run_py(*overrides, f"hydra.run.dir={reference}")
@@ -133,10 +137,10 @@ def test_slurm_launcher_renders_the_submitit_parameters(tmp_path, monkeypatch):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["hardware=slurm_a40", "+sweep=utility_comparison",
-                                           "hydra.launcher.partition=a40", "slurm.nodes=2"],
+                                           "hydra.launcher.partition=a40", "hardware.nodes=2"],
                       return_hydra_config=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
-    for key in ("nodes", "gpus_per_node", "tasks_per_node"):  # interpolations of slurm.*
+    for key in ("nodes", "gpus_per_node", "tasks_per_node"):  # interpolations of hardware.*
         launcher[key] = int(OmegaConf.select(cfg, launcher[key].strip("${}")))
     assert launcher["_target_"].endswith("SlurmLauncher")
     assert (launcher["nodes"], launcher["gpus_per_node"], launcher["tasks_per_node"]) == (2, 4, 4)
@@ -185,15 +189,17 @@ def test_invalid_values_fail_before_training_naming_the_key(overrides, key, tmp_
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.e2e
 def test_unknown_stage_lists_the_choices():
     proc = run_py("stage=bogus", check=False, timeout=120)
     assert proc.returncode != 0 and "Could not find 'stage/bogus'" in proc.stderr and "reward" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_runs_started_together_get_their_own_dirs(tmp_path):
     # Default run dirs (no hydra.run.dir): outputs/runs/<date>/<H-M-S-microseconds>.
-    args = ["stage.max_steps=1", "stage.val_every_n_steps=1", "dataset.datamodule.source.num_train=4",
-            "dataset.datamodule.source.num_test=2", "dataset.datamodule.train_probe_size=2",
+    args = ["stage.max_steps=1", "stage.val_every_n_steps=1", "dataset.num_train=4",
+            "dataset.num_test=2", "dataset.train_probe_size=2",
             "trainer.enable_progress_bar=false", f"paths.cache_dir={tmp_path}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     procs = [subprocess.Popen([sys.executable, "run.py", *args], cwd=REPO, env=env, text=True,
@@ -207,6 +213,7 @@ def test_runs_started_together_get_their_own_dirs(tmp_path):
         shutil.rmtree(d)  # they live in the repo's outputs/
 
 
+@pytest.mark.e2e
 def test_the_small_ppo_sweep_runs_both_arms_on_one_shared_ensemble_and_the_report_compares_them(tmp_path):
     """`-m +sweep=ppo_variance_kl_small`, cut to one head and one seed and a few iterations: both
     arms run on the offline ensemble trained once, and the report prints the arms' table."""

@@ -10,7 +10,7 @@ from tests.conftest import compose_config
 
 def test_theory_stage_writes_the_solution_and_the_distance_to_its_limit(tmp_path):
     cfg = compose_config(["stage=theory", "utility=power", "utility.gamma=0.5", "utility.eps=0",
-                          "theory.n=64"], tmp_path)
+                          "stage.theory.n=64"], tmp_path)
     run(cfg)
     out = tmp_path / "run"
     theory = json.loads((out / "theory.json").read_text())
@@ -23,7 +23,7 @@ def test_theory_stage_writes_the_solution_and_the_distance_to_its_limit(tmp_path
 
 
 def test_theory_stage_for_a_prompt_aware_utility_uses_the_prompt_type(tmp_path):
-    cfg = compose_config(["stage=theory", "utility=adaptive", "theory.openness=-1", "theory.n=9"], tmp_path)
+    cfg = compose_config(["stage=theory", "utility=adaptive", "stage.theory.openness=-1", "stage.theory.n=9"], tmp_path)
     run(cfg)
     theory = json.loads((tmp_path / "run" / "theory.json").read_text())
     assert theory["limit"]["name"] == "two_point"  # closed-ended prompts train with U = x
@@ -33,7 +33,7 @@ def test_theory_stage_for_a_prompt_aware_utility_uses_the_prompt_type(tmp_path):
 
 
 def test_theory_stage_gives_x_zero_distance_to_its_two_point_limit(tmp_path):
-    cfg = compose_config(["stage=theory", "utility=x", "theory.n=64"], tmp_path)
+    cfg = compose_config(["stage=theory", "utility=x", "stage.theory.n=64"], tmp_path)
     run(cfg)
     theory = json.loads((tmp_path / "run" / "theory.json").read_text())
     assert theory["rewards"] == [1.0] * 32 + [0.0] * 32  # exactly half at 0 and half at 1
@@ -45,7 +45,7 @@ def test_theory_stage_measures_the_distance_on_the_gaps_that_round_away(tmp_path
     # no less (the solution's atom at r_n = 0: F_n(0) = 1/n, F(0) = 0) and, by test_theory's
     # 60-digit reference, no more; on the rounded rewards it was 2/n.
     cfg = compose_config(["stage=theory", "utility=power", "utility.gamma=0.75", "utility.eps=0",
-                          "theory.n=512"], tmp_path)
+                          "stage.theory.n=512"], tmp_path)
     run(cfg)
     theory = json.loads((tmp_path / "run" / "theory.json").read_text())
     assert theory["rewards"][1] == 1.0 and 0 < theory["distances_to_end"][1] < 1e-18
@@ -56,8 +56,8 @@ def test_theory_stage_measures_the_distance_on_the_gaps_that_round_away(tmp_path
 
 @pytest.mark.parametrize("setting", ["high", "low"])
 def test_bandit_stage_reports_both_methods(setting, tmp_path):
-    cfg = compose_config(["stage=bandit", f"bandit.setting={setting}", "bandit.num_draws=2000",
-                          "bandit.d=200"], tmp_path)
+    cfg = compose_config(["stage=bandit", f"stage.bandit.setting={setting}", "stage.bandit.num_draws=2000",
+                          "stage.bandit.d=200"], tmp_path)
     run(cfg)
     out = tmp_path / "run"
     result = json.loads((out / "bandit.json").read_text())
@@ -74,11 +74,12 @@ def test_bandit_stage_reports_both_methods(setting, tmp_path):
 
 
 def test_bandit_stage_rejects_an_unknown_setting(tmp_path):
-    cfg = compose_config(["stage=bandit", "bandit.setting=medium"], tmp_path)
-    with pytest.raises(ValueError, match="bandit.setting"):
+    cfg = compose_config(["stage=bandit", "stage.bandit.setting=medium"], tmp_path)
+    with pytest.raises(ValueError, match="stage.bandit.setting"):
         run(cfg)
 
 
+@pytest.mark.e2e
 def test_theory_multirun_over_gamma_gives_one_panel_per_class(tmp_path):
     import subprocess
     import sys
@@ -87,7 +88,7 @@ def test_theory_multirun_over_gamma_gives_one_panel_per_class(tmp_path):
 
     sweep = tmp_path / "sweep"
     proc = subprocess.run([sys.executable, "run.py", "-m", "stage=theory", "utility=power,neg_power",
-                           "utility.gamma=0.25,0.75", "utility.eps=0", "theory.n=16",
+                           "utility.gamma=0.25,0.75", "utility.eps=0", "stage.theory.n=16",
                            f"hydra.sweep.dir={sweep}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list(sweep.glob("*/theory.json"))) == 4

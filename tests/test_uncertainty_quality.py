@@ -8,7 +8,6 @@ import pytest
 from scipy import stats
 
 from rcollapse.analysis.uncertainty_quality import (
-    FIGURES,
     auroc,
     brier_score,
     calibration_curve,
@@ -23,9 +22,9 @@ from rcollapse.analysis.uncertainty_quality import (
     spearman,
     standardised_abs_error,
     uncertainty_quality,
-    uncertainty_report,
     uq_metrics,
 )
+from rcollapse.analysis.uncertainty_report import FIGURES, uncertainty_report
 from rcollapse.data.preference_pairs import PreferencePair
 
 

@@ -1,5 +1,7 @@
 """logger=wandb gives an offline W&B run holding the config, the metrics and the figures."""
 
+import pytest
+
 from rcollapse.pipeline import run
 from tests.conftest import FAST_TRAINING, compose_config
 from tests.wandb_records import run_contents_when_written as run_contents
@@ -25,10 +27,12 @@ def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):
     assert len(images) >= 3
 
 
-def test_offline_wandb_run_of_the_ppo_stage_holds_its_metrics_and_sample_table(tmp_path):
+@pytest.mark.xdist_group("ppo_run")
+def test_offline_wandb_run_of_the_ppo_stage_holds_its_metrics_and_sample_table(tmp_path, ppo_run):
     from tests.test_ppo_stage import SMALL as PPO_SMALL
 
-    run(compose_config(["logger=wandb", *PPO_SMALL], tmp_path))
+    # ppo_run's cache holds the SFT policy and the offline ensemble: only the PPO run itself is new
+    run(compose_config(["logger=wandb", *PPO_SMALL, f"paths.cache_dir={ppo_run / 'cache'}"], tmp_path))
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     contents = run_contents(next(runs[0].glob("run-*.wandb")))
     logged = contents["history"] | contents["summary"]

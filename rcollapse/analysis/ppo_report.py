@@ -36,15 +36,17 @@ KL_TOLERANCE = 0.1  # the arms are KL-matched when their mean final KLs differ b
 
 
 def arm_of(run: dict) -> str:
-    """``variance-aware`` or ``vanilla`` from a run's config (``config_resolved.yaml``)."""
+    """``variance-aware`` or ``vanilla`` from a run's config (``config_resolved.yaml``): its
+    ``stage.module.kl_weight`` is ``one`` (vanilla) or ``std``/``variance`` (an older run's
+    ``variance_weighted`` reads the same, through :func:`read_run_config`)."""
     import yaml
 
     try:
         cfg = read_run_config(run["run_dir"])
-        weighted = cfg["stage"]["module"]["variance_weighted"]
+        weight = cfg["stage"]["module"]["kl_weight"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return "unknown"
-    return "variance-aware" if weighted else "vanilla"
+    return CONTROL if weight == "one" else TREATMENT
 
 
 def ppo_summary(df: pd.DataFrame) -> pd.DataFrame | None:

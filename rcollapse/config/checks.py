@@ -44,8 +44,8 @@ def validate_config(cfg: DictConfig) -> None:
             require(float(eps) >= 0, "utility.eps", f"must be >= 0, got {eps}")
     if stage.get("checks") is not None:
         instantiate(stage.checks)(cfg)
-    if "dataset" in cfg and cfg.dataset is not None and "datamodule" in cfg.dataset:
-        dm = cfg.dataset.datamodule
+    if "dataset" in cfg and cfg.dataset is not None:
+        data = cfg.dataset  # a data set file is its data module's arguments (conf/dataset)
         for key in ("batch_size", "eval_batch_size"):
-            if key in dm:
-                require(int(dm[key]) > 0, f"dataset.datamodule.{key}", f"must be > 0, got {dm[key]}")
+            if key in data:
+                require(int(data[key]) > 0, f"dataset.{key}", f"must be > 0, got {data[key]}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from omegaconf import OmegaConf
 
 
@@ -57,28 +55,7 @@ def ddp_if_many(processes) -> str:
     return "ddp" if int(processes) > 1 else "auto"
 
 
-def source_key(field: str, *, _parent_, _root_) -> str:
-    """The config key that supplies the sibling ``field`` of the calling node, for errors to name:
-    ``path: ${dataset.path}`` gives ``dataset.path`` (the key interpolated), a literal value the
-    field's own full key (e.g. ``dataset.datamodule.source.path`` when a user overrode it there).
-
-    A data source's ``path_key: ${rcollapse.source_key:path}`` so names the key a user types
-    without a copy of its name (conf/dataset/*.yaml). The raw value is read from the root config,
-    which Hydra's ``instantiate`` leaves unresolved (it resolves a copy of the node, in place).
-    """
-    full_key = _parent_._get_full_key(field)
-    node = _root_
-    for part in full_key.split("."):
-        node = node._get_node(part) if OmegaConf.is_dict(node) else None
-        if node is None:
-            return full_key
-    raw = node._value()
-    match = re.fullmatch(r"\$\{([A-Za-z_][\w.]*)\}", raw) if isinstance(raw, str) else None
-    return match.group(1) if match else full_key
-
-
 RESOLVERS = {
-    "rcollapse.source_key": source_key,
     "rcollapse.ddp_if_many": ddp_if_many,
     "rcollapse.choice": config_choice,
     "rcollapse.run_dir": run_dir_for,

@@ -17,10 +17,9 @@ from urllib.parse import urlparse
 OFFLINE_ALTERNATIVE = "dataset=length_offline"
 
 # The keys a user sets to point a data set at its hub name or a local copy (conf/dataset/*.yaml):
-# the data set, its second (evaluation) data set, and RewardBench's Prior Sets. A config's sources
-# read them by interpolation (`path: ${dataset.path}`) and get the key for their offline error from
-# the `rcollapse.source_key` resolver (rcollapse/config/resolvers.py), which reads it off that
-# interpolation; these constants are the defaults of sources built in code.
+# the data set, its second (evaluation) data set, and RewardBench's Prior Sets. A data set file is
+# its data module's arguments, so a source's `path` is always `dataset.path`; the preference data
+# module passes the other two to its evaluation source (rcollapse/data/preference_datamodule.py).
 DATASET_PATH_KEY = "dataset.path"
 DATASET_EVAL_PATH_KEY = "dataset.eval_path"
 DATASET_PRIOR_PATH_KEY = "dataset.prior_path"

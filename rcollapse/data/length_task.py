@@ -32,7 +32,7 @@ def keep_answer(answer: str, min_words: int = MIN_ANSWER_WORDS) -> bool:
 def draw_prompt_types(num_prompts: int, seed: int, p_open: float = 0.5) -> np.ndarray:
     """Open-ended (True) with probability ``p_open``, seeded (the paper's notebook set no seed)."""
     if not 0.0 <= p_open <= 1.0:
-        raise ValueError(f"p_open must lie in [0, 1], got {p_open}")
+        raise ValueError(f"dataset.p_open must lie in [0, 1], got {p_open}")
     return np.random.default_rng(seed).random(num_prompts) < p_open
 
 
@@ -77,10 +77,10 @@ def split_train_test(
 ) -> tuple[list, list]:
     """Train = the first ``num_train`` rows, test = the last ``num_test`` (as the paper)."""
     if num_train < 1 or num_test < 1:
-        raise ValueError(f"num_train and num_test must be >= 1, got {num_train} and {num_test}")
+        raise ValueError(f"dataset.num_train and dataset.num_test must be >= 1, got {num_train} and {num_test}")
     if len(rows) < num_train + num_test:
         raise ValueError(
             f"only {len(rows)} prompts with answers of >= {MIN_ANSWER_WORDS} words; "
-            f"num_train={num_train} + num_test={num_test} needs more"
+            f"dataset.num_train={num_train} + dataset.num_test={num_test} needs more"
         )
     return list(rows[:num_train]), list(rows[len(rows) - num_test :])

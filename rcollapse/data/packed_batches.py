@@ -38,7 +38,7 @@ def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
         length = lengths[index]
         if length > capacity:
             raise ValueError(f"a sequence of {length} tokens does not fit a packed row of {capacity} "
-                             f"(dataset.datamodule.pack_length must be >= model.max_length)")
+                             f"(dataset.pack_length must be >= model.max_length)")
         for b, free in enumerate(room):
             if length <= free:
                 bins[b].append(index)

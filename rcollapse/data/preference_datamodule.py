@@ -14,6 +14,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rcollapse.config.checks import ConfigError
+from rcollapse.data.data_arguments import build_source
+from rcollapse.data.hub_access import DATASET_EVAL_PATH_KEY, DATASET_PATH_KEY
 from rcollapse.data.preference_collator import PreferenceCollator
 from rcollapse.data.preference_pairs import PreferencePair
 from rcollapse.data.resumable_sampler import ResumableShuffleSampler
@@ -58,15 +61,48 @@ class _SplitLoaders(L.LightningDataModule):
 
 
 class PreferenceDataModule(_SplitLoaders):
+    """Token batches of the training source's ``train``/``val`` pairs and the evaluation source's
+    ``test`` pairs (the training source's own ``test`` without one).
+
+    Each source is a built source or its class (a data set file's ``train_source`` /
+    ``eval_source: {_target_: ..., _partial_: true, ...}``) built here. The file's keys that are
+    not this module's (``source_args``: ``dataset.path``, ``dataset.num_pairs``, ...) build the
+    training source, or, in an evaluation-only data set (``train_source: null``), the evaluation
+    source (:mod:`rcollapse.data.data_arguments`). The evaluation source of a data set with both
+    reads its data from ``eval_path`` (``dataset.eval_path``) and, for RewardBench, the Prior Sets
+    from ``prior_path`` (``dataset.prior_path``; null: none).
+    """
+
+    FLAT_SOURCES = ("train_source", "eval_source")  # the first that is not null takes the file's other keys
+
     def __init__(self, train_source, tokenizer, eval_source=None, batch_size: int = 32, eval_batch_size: int = 64,
-                 num_workers: int = 0, max_length: int = 512, shuffle_seed: int = 0):
+                 num_workers: int = 0, max_length: int = 512, shuffle_seed: int = 0, eval_path: str | None = None,
+                 prior_path: str | None = None, **source_args):
         super().__init__()
-        self.train_source, self.eval_source = train_source, eval_source
+        flat = {} if train_source is not None else source_args
+        self.train_source = build_source(train_source, source_args, type(self)) if train_source is not None else None
+        self.eval_source = build_source(eval_source, self._eval_args(flat, eval_path, prior_path), type(self))
         self.tokenizer = tokenizer
         self.collate = PreferenceCollator(tokenizer, max_length=max_length)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.shuffle_seed = int(num_workers), int(shuffle_seed)
         self.splits: dict[str, list[PreferencePair]] | None = None
+
+    @staticmethod
+    def _eval_args(flat: dict, eval_path: str | None, prior_path: str | None) -> dict:
+        """The evaluation source's arguments: an evaluation-only data set's flat keys (its
+        ``dataset.path``), else ``eval_path``; ``prior_path`` when given."""
+        args = dict(flat)
+        if "path" in args:
+            args["path_key"] = DATASET_PATH_KEY
+        if eval_path is not None:
+            if "path" in args:
+                raise ConfigError(f"{DATASET_EVAL_PATH_KEY}: this evaluation-only data set reads its pairs from "
+                                  f"{DATASET_PATH_KEY}; set that instead")
+            args.update(path=eval_path, path_key=DATASET_EVAL_PATH_KEY)
+        if prior_path is not None:
+            args["prior_path"] = prior_path
+        return args
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:

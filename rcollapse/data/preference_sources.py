@@ -4,7 +4,7 @@
 - :class:`PreferenceOfflineSource`: generated reviews, VADER gold reward, Bradley–Terry labels.
 - :class:`PrefMixSource`: ``weqweasdas/preference_dataset_mix2`` (the paper's training data).
 - :class:`RewardBenchSource`: ``allenai/reward-bench`` mapped to its four sections, with the Prior
-  Sets of :class:`PriorSetsSource` (``allenai/pref-test-sets``) when given.
+  Sets of :class:`PriorSetsSource` (``allenai/pref-test-sets``, its ``prior_path``) when given.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ class PreferenceOfflineSource:
                  temperature: float = 0.1, p_negated: float = 0.2, seed: int = 0, negatable: str = "any",
                  held_out_adjectives: int = 0):
         if not temperature > 0:
-            raise ValueError(f"dataset.datamodule.train_source.temperature must be > 0, got {temperature}")
+            raise ValueError(f"dataset.temperature must be > 0, got {temperature}")
         if negatable not in NEGATABLE:
-            raise ValueError(f"dataset.datamodule.train_source.negatable must be one of {list(NEGATABLE)}, "
+            raise ValueError(f"dataset.negatable must be one of {list(NEGATABLE)}, "
                              f"got {negatable!r}")
         self.num_train, self.num_val = int(num_train), int(num_val)
         self.num_test_per_section = int(num_test_per_section)
@@ -191,17 +191,21 @@ class PrefMixSource:
 class RewardBenchSource:
     """``allenai/reward-bench`` (hub name or local copy), split ``filtered``: evaluation pairs in
     the Chat / Chat Hard / Safety / Reasoning sections (:mod:`rcollapse.data.rewardbench_sections`),
-    followed by the Prior Sets pairs of ``prior_sets`` (a :class:`PriorSetsSource`; None or one
-    with ``path=None``: none, and the report names the Prior Sets as missing). Subsets that belong
-    to no section are skipped and counted; ``limit_per_subset`` keeps each subset's first pairs
-    (a subsampled run: sections still weigh subsets by their full counts)."""
+    followed by the Prior Sets pairs of ``allenai/pref-test-sets`` at ``prior_path`` (a
+    :class:`PriorSetsSource`, ``prior_limit_per_split`` pairs of each split; None: none, and the
+    report names the Prior Sets as missing). Subsets that belong to no section are skipped and
+    counted; ``limit_per_subset`` keeps each subset's first pairs (a subsampled run: sections still
+    weigh subsets by their full counts). ``path_key`` and ``prior_path_key`` are the config keys
+    the offline errors name."""
 
     def __init__(self, path: str = "allenai/reward-bench", split: str = "filtered",
                  path_key: str = DATASET_EVAL_PATH_KEY, limit_per_subset: int | None = None,
-                 prior_sets: PriorSetsSource | None = None):
+                 prior_path: str | None = None, prior_limit_per_split: int | None = None,
+                 prior_path_key: str = DATASET_PRIOR_PATH_KEY):
         self.path, self.split, self.path_key = str(path), split, path_key
         self.limit_per_subset = limit_per_subset
-        self.prior_sets = prior_sets
+        self.prior_sets = (PriorSetsSource(path=prior_path, path_key=prior_path_key,
+                                           limit_per_split=prior_limit_per_split) if prior_path is not None else None)
         self.skipped: dict[str, int] = {}
 
     def load(self) -> dict[str, list[PreferencePair]]:

@@ -5,20 +5,29 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
+from rcollapse.data.data_arguments import build_source
 from rcollapse.data.resumable_sampler import ResumableShuffleSampler
 
 
 class PromptDataModule(L.LightningDataModule):
     """``source.load(tokenizer)`` → {"train", "test"} prompts. A training batch is one PPO iteration's
     prompts; ``optimizer_steps_per_batch`` (PPO epochs × minibatches) converts the trainer's
-    optimizer-step counter back to batches when a run resumes."""
+    optimizer-step counter back to batches when a run resumes.
+
+    ``source`` is a built source, or its class (a data set file's ``source: {_target_: ...,
+    _partial_: true}``) built here from ``source_args``, the file's keys that are not this
+    module's (``dataset.num_train``, ``dataset.path``, ...: :mod:`rcollapse.data.data_arguments`).
+    ``batch_size`` is the stage's (``stage.batch_size``)."""
+
+    FLAT_SOURCES = ("source",)  # the node whose class takes the data set file's other keys
 
     def __init__(self, source, batch_size: int = 128, shuffle_seed: int = 0, optimizer_steps_per_batch: int = 1,
-                 num_workers: int = 0, tokenizer=None):
+                 num_workers: int = 0, tokenizer=None, **source_args):
         super().__init__()
         self.tokenizer = tokenizer  # the policy's: a source may cut prompts by its tokens
         self.num_workers = int(num_workers)
-        self.source, self.batch_size, self.shuffle_seed = source, int(batch_size), int(shuffle_seed)
+        self.source = build_source(source, source_args, type(self))
+        self.batch_size, self.shuffle_seed = int(batch_size), int(shuffle_seed)
         self.optimizer_steps_per_batch = int(optimizer_steps_per_batch)
         self.prompts: dict[str, list[str]] | None = None
 

@@ -52,17 +52,20 @@ class PromptsOfflineSource:
 
 
 class ImdbPromptsSource:
+    """``prompt_unit`` (tokens | words), ``prompt_min_length`` and ``prompt_max_length``: how the
+    reviews are cut (the paper: 2-8 tokens)."""
+
     def __init__(self, path: str = "stanfordnlp/imdb", num_train: int | None = None, num_test: int = 1000,
-                 seed: int = 0, path_key: str = DATASET_PATH_KEY, unit: str = "tokens",
-                 min_length: int = 2, max_length: int = 8):
+                 seed: int = 0, path_key: str = DATASET_PATH_KEY, prompt_unit: str = "tokens",
+                 prompt_min_length: int = 2, prompt_max_length: int = 8):
         self.path, self.path_key = str(path), path_key
         self.num_train, self.num_test, self.seed = num_train, int(num_test), int(seed)
-        if unit not in PROMPT_UNITS:
-            raise ValueError(f"dataset.prompt_unit must be one of {', '.join(PROMPT_UNITS)}, got {unit!r}")
-        if not 1 <= int(min_length) <= int(max_length):
+        if prompt_unit not in PROMPT_UNITS:
+            raise ValueError(f"dataset.prompt_unit must be one of {', '.join(PROMPT_UNITS)}, got {prompt_unit!r}")
+        if not 1 <= int(prompt_min_length) <= int(prompt_max_length):
             raise ValueError(f"dataset.prompt_min_length and dataset.prompt_max_length must satisfy "
-                             f"1 <= min <= max, got {min_length} and {max_length}")
-        self.unit, self.min_length, self.max_length = unit, int(min_length), int(max_length)
+                             f"1 <= min <= max, got {prompt_min_length} and {prompt_max_length}")
+        self.unit, self.min_length, self.max_length = prompt_unit, int(prompt_min_length), int(prompt_max_length)
 
     def _prompts(self, split: str, count: int | None, rng, tokenizer) -> list[str]:
         table = load_hub_dataset(self.path, self.path_key, split, alternative=OFFLINE_PROMPTS)

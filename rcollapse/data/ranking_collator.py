@@ -38,9 +38,9 @@ class RankingCollator:
         self.max_length = max_length
         # packing: padding-free batches (rcollapse/data/packed_batches.py); off by default
         if not isinstance(packing, bool):
-            raise ValueError(f"dataset.datamodule.packing must be true or false, got {packing!r}")
+            raise ValueError(f"dataset.packing must be true or false, got {packing!r}")
         if pack_length is not None and (not isinstance(pack_length, int) or pack_length < max_length):
-            raise ValueError(f"dataset.datamodule.pack_length must be null or an integer >= model.max_length "
+            raise ValueError(f"dataset.pack_length must be null or an integer >= model.max_length "
                              f"({max_length}), got {pack_length!r}")
         self.packing = packing
         self.pack_length = pack_length if pack_length is not None else max_length

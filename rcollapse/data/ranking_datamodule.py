@@ -8,6 +8,7 @@ import warnings
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from rcollapse.data.data_arguments import build_source
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_rows import RankingRow
 from rcollapse.data.ranking_truncation import check_truncation
@@ -30,6 +31,10 @@ class RowDataset(Dataset):
 class RankingDataModule(L.LightningDataModule):
     """Rows from ``source.load()`` ({"train", "test"}), batched by :class:`RankingCollator`.
 
+    ``source`` is a built source, or its class (a data set file's ``source: {_target_: ...,
+    _partial_: true}``) built here from ``source_args``, the file's keys that are not this
+    module's (``dataset.num_train``, ``dataset.path``, ...: :mod:`rcollapse.data.data_arguments`).
+
     Validation runs on the test prompts (the paper tracks them over training); ``test``
     evaluates the test prompts and a fixed probe of the first ``train_probe_size`` training
     prompts, in the order of ``test_split_names`` (collapse is measured on both).
@@ -43,6 +48,7 @@ class RankingDataModule(L.LightningDataModule):
     """
 
     test_split_names = ("test", "train")
+    FLAT_SOURCES = ("source",)  # the node whose class takes the data set file's other keys
 
     def __init__(
         self,
@@ -56,9 +62,10 @@ class RankingDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         packing: bool = False,
         pack_length: int | None = None,
+        **source_args,
     ):
         super().__init__()
-        self.source = source
+        self.source = build_source(source, source_args, type(self))
         self.tokenizer = tokenizer
         # packing: padding-free batches (rcollapse/data/packed_batches.py), pack_length defaults to max_length
         self.collate = RankingCollator(tokenizer, max_length=max_length, packing=packing, pack_length=pack_length)

@@ -38,7 +38,7 @@ class LengthOfflineSource:
     ):
         if min_words < MIN_ANSWER_WORDS:
             raise ValueError(
-                f"min_words={min_words}: the length task keeps answers of >= {MIN_ANSWER_WORDS} "
+                f"dataset.min_words={min_words}: the length task keeps answers of >= {MIN_ANSWER_WORDS} "
                 f"words, so generated answers need at least that many"
             )
         self.num_train, self.num_test = num_train, num_test

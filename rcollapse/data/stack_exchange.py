@@ -164,16 +164,16 @@ class StackExchangeRankingSource:
         alternative: str | None = OFFLINE_ALTERNATIVE,
     ):
         if ties not in TIES:
-            raise ValueError(f"ties={ties!r}: must be one of {list(TIES)} (break: order tied answers by the "
+            raise ValueError(f"dataset.ties={ties!r}: must be one of {list(TIES)} (break: order tied answers by the "
                              "documented rule; drop: keep only questions whose scores are all distinct)")
         if int(num_answers) < 2:
-            raise ValueError(f"num_answers={num_answers}: a ranking needs at least 2 answers")
+            raise ValueError(f"dataset.num_answers={num_answers}: a ranking needs at least 2 answers")
         if int(num_prompts) < 1 or int(num_test) < 1:
-            raise ValueError(f"num_prompts and num_test must be >= 1, got {num_prompts} and {num_test}")
+            raise ValueError(f"dataset.num_prompts and dataset.num_test must be >= 1, got {num_prompts} and {num_test}")
         if max_chars is not None and int(max_chars) < 1:
-            raise ValueError(f"max_chars={max_chars}: must be a positive number of characters or null")
+            raise ValueError(f"dataset.max_chars={max_chars}: must be a positive number of characters or null")
         if not -1.0 <= float(openness) <= 1.0:
-            raise ValueError(f"openness={openness}: must lie in [-1, 1]")
+            raise ValueError(f"dataset.openness={openness}: must lie in [-1, 1]")
         self.path = str(path)
         self.data_dir = str(data_dir).strip("/") if data_dir else None
         self.num_answers, self.num_prompts, self.num_test = int(num_answers), int(num_prompts), int(num_test)
@@ -187,7 +187,7 @@ class StackExchangeRankingSource:
     # ---- loading the table -----------------------------------------------------------------------
 
     def _where(self) -> str:
-        return f"{self.path} ({self.path_key}, data_dir={self.data_dir!r})"
+        return f"{self.path} ({self.path_key}, dataset.data_dir={self.data_dir!r})"
 
     def _site_hint(self, message: str) -> str:
         """The offline advice, its download command narrowed to the one site's folder."""
@@ -207,10 +207,10 @@ class StackExchangeRankingSource:
         except DataUnavailableError as err:
             raise DataUnavailableError(self._site_hint(str(err))) from None  # the same error, one site named
         if self.data_dir is None:
-            warnings.warn(f"{self.path}: data_dir is null, so every site is read (about 22 GB for the hub data "
-                          "set); set data_dir=data/<site> to read one", stacklevel=2)
+            warnings.warn(f"{self.path}: dataset.data_dir is null, so every site is read (about 22 GB for the hub "
+                          "data set); set dataset.data_dir=data/<site> to read one", stacklevel=2)
         elif Path(source).is_dir() and not (Path(source) / self.data_dir).is_dir():
-            raise self._unavailable(f"the local copy has no folder {self.data_dir!r} (data_dir); its sites are "
+            raise self._unavailable(f"the local copy has no folder {self.data_dir!r} (dataset.data_dir); its sites are "
                                     f"{sorted(p.name for p in (Path(source) / 'data').glob('*') if p.is_dir())}")
         try:
             return datasets.load_dataset(source, data_dir=self.data_dir, split=self.split)
@@ -324,8 +324,9 @@ class StackExchangeRankingSource:
         if len(raws) < wanted:
             raise ValueError(
                 f"{self._where()}: only {len(raws)} usable questions with exactly {self.num_answers} answers "
-                f"(ties={self.ties}; counts: {stats}); num_prompts={self.num_prompts} + num_test={self.num_test} "
-                "needs more: choose a larger site (data_dir), ties=break, or fewer prompts")
+                f"(dataset.ties={self.ties}; counts: {stats}); dataset.num_prompts={self.num_prompts} + "
+                f"dataset.num_test={self.num_test} needs more: choose a larger site (dataset.data_dir), "
+                "dataset.ties=break, or fewer prompts (dataset.num_prompts)")
         rows = validate_rows(raws, source=f"{self.path}:{self.data_dir}")
         stats.update(questions_kept=wanted, train_prompts=self.num_prompts, test_prompts=self.num_test,
                      tied_pairs_broken=broken if self.ties == "break" else 0)

@@ -93,7 +93,7 @@ def matched_epsilon_tilde(r_star: np.ndarray, variances: np.ndarray, epsilon: fl
     pi1, pi2_unit = policy_updates(r_hat, variances, pi0, epsilon, epsilon_tilde=1.0)
     gain1, unit_gain2 = float(np.mean(pi1 @ r_star)), float(np.mean(pi2_unit @ r_star))
     if gain1 <= 0 or unit_gain2 <= 0:
-        raise ValueError("bandit.epsilon_tilde=matched_mean needs positive expected gains "
+        raise ValueError("stage.bandit.epsilon_tilde=matched_mean needs positive expected gains "
                          f"(got {gain1:.3g} and {unit_gain2:.3g}); use min_variance or a number")
     return (gain1 / unit_gain2) ** 2
 
@@ -115,7 +115,7 @@ def simulate(r_star: np.ndarray, variances: np.ndarray, epsilon: float, num_draw
         except (TypeError, ValueError):
             eps_tilde = float("nan")
         if not eps_tilde > 0:
-            raise ValueError(f"bandit.epsilon_tilde must be one of {EPSILON_TILDE_RULES} or a number > 0, "
+            raise ValueError(f"stage.bandit.epsilon_tilde must be one of {EPSILON_TILDE_RULES} or a number > 0, "
                              f"got {epsilon_tilde!r}")
     rng = np.random.default_rng(seed)
     pi0 = np.full(r_star.size, 1.0 / r_star.size)
@@ -137,7 +137,7 @@ def make_problem(d: int, variance_range: tuple[float, float], reward_loc: float,
     ``uniform``, ``log_uniform``, or ``endpoints`` (each arm at one end, with probability ½)."""
     lo, hi = variance_range
     if not 0 < lo < hi:
-        raise ValueError(f"bandit.variance_range must satisfy 0 < low < high, got {variance_range}")
+        raise ValueError(f"stage.bandit.variance_range must satisfy 0 < low < high, got {variance_range}")
     rng = np.random.default_rng(seed)
     r_star = rng.normal(reward_loc, reward_scale, d)
     if variance_distribution == "uniform":
@@ -147,6 +147,6 @@ def make_problem(d: int, variance_range: tuple[float, float], reward_loc: float,
     elif variance_distribution == "endpoints":
         variances = np.where(rng.random(d) < 0.5, lo, hi)
     else:
-        raise ValueError(f"bandit.variance_distribution must be one of {VARIANCE_DISTRIBUTIONS}, "
+        raise ValueError(f"stage.bandit.variance_distribution must be one of {VARIANCE_DISTRIBUTIONS}, "
                          f"got {variance_distribution!r}")
     return r_star, variances

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 KL_ESTIMATORS = ("k1", "k3")
-# the weight of the KL penalty a config may choose (vanilla PPO, w = 1, is variance_weighted=false)
-KL_WEIGHTS = ("variance", "std")
+# the weight w of the KL penalty (stage.module.kl_weight): 1 (vanilla PPO), the ensemble's σ or σ²
+KL_WEIGHTS = ("one", "std", "variance")
 REWARD_COMBINATIONS = ("head", "mean", "min", "mean_minus_std")
 
 

@@ -135,7 +135,7 @@ def solve_collapse(utility, n: int, tol: float = 1e-7, max_iter: int = 2000, blo
     the gradients it needs are computed in their own autograd context.
     """
     if n < 2:
-        raise ValueError(f"theory.n must be >= 2, got {n}")
+        raise ValueError(f"stage.theory.n must be >= 2, got {n}")
     if getattr(utility, "prompt_aware", False):
         raise ValueError("pass a fixed utility: for a prompt-aware one, use utility.for_openness(s)")
     if method not in ("auto", "exponentiated_gradient"):

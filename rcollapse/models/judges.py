@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from rcollapse.data.sentiment_gold import vader_compound
+from rcollapse.runs.device import choose_device
 
 # what the offline error of a hub judge suggests instead
 OFFLINE_JUDGE = "`judge=vader` (the offline VADER sentiment judge)"
@@ -48,8 +49,8 @@ class SequenceClassifierJudge:
             # padding only: the score is read under the attention mask, not at the pad id
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "auto":  # the judge is given no accelerator: cuda when there is one
+            device = str(choose_device("auto"))
         self.model.to(device).eval()
         self.device, self.batch_size, self.name = device, int(batch_size), name_or_path
 

@@ -10,7 +10,7 @@ training pairs never show (an adjective held out of them, praise they never nega
 no head's training constrains, where heads drawn from different seeds keep different weights, so
 σ² grows exactly where the data leave the reward undetermined. The tiny transformer encoder
 (``model=tiny``), trained in phase 1, pools to a few directions that every linear head shares,
-and its heads cannot disagree there (README, "Heads that can disagree").
+and its heads cannot disagree there (docs/stages.md, "Heads that can disagree").
 
 It is a Hugging Face ``PreTrainedModel`` registered with ``AutoModel`` (``model_type``
 ``rcollapse_ngram``), so the saved ensemble (``save_pretrained``) loads like any other backbone.

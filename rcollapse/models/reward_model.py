@@ -46,7 +46,7 @@ def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooli
         positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
         last = (attention_mask.long() * positions).argmax(1)
         return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-    raise ValueError(f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
+    raise ValueError(f"model.reward_model.pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
 class HeadNormalisation(nn.Module):
@@ -108,9 +108,9 @@ class RewardModel(nn.Module):
     def __init__(self, backbone: nn.Module, num_heads: int = 1, pooling: str = "cls", head_init_std: float | None = None):
         super().__init__()
         if num_heads < 1:
-            raise ValueError(f"model.num_heads must be >= 1, got {num_heads}")
+            raise ValueError(f"model.reward_model.num_heads must be >= 1, got {num_heads}")
         if pooling not in POOLINGS:
-            raise ValueError(f"model.pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise ValueError(f"model.reward_model.pooling must be one of {POOLINGS}, got {pooling!r}")
         self.backbone = backbone
         self.pooling = pooling
         hidden_size = backbone.config.hidden_size
@@ -198,7 +198,7 @@ class RewardModel(nn.Module):
         return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)
 
 
-PACKING_KEY = "dataset.datamodule.packing"
+PACKING_KEY = "dataset.packing"
 PACKED_ATTENTION = ("eager", "sdpa")  # the implementations that take a dense [R, 1, P, P] mask
 
 
@@ -237,7 +237,7 @@ def packing_unsupported(backbone: nn.Module) -> str | None:
 
 
 def check_packing_supported(backbone: nn.Module) -> None:
-    """Raise naming ``dataset.datamodule.packing`` when ``backbone`` cannot run packed batches."""
+    """Raise naming ``dataset.packing`` when ``backbone`` cannot run packed batches."""
     reason = packing_unsupported(backbone)
     if reason is not None:
         raise ValueError(

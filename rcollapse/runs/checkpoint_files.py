@@ -3,7 +3,8 @@
 Lightning's own writer serialises to a temporary file on another file system and copies it over:
 a full disk leaves a truncated ``last.ckpt``. :class:`AtomicCheckpointIO` writes beside the target
 and renames. :func:`checkpoint_to_resume` reads a run's checkpoints newest first and returns the
-first intact one, warning about each one it passes over.
+first intact one, warning about each one it passes over. :func:`checkpoint_callback` is the one
+``ModelCheckpoint`` every training stage writes them with.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from rcollapse.runs.atomic_files import atomic_writer, is_disk_full, stale_temp_files
@@ -44,6 +46,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if is_disk_full(err) and not isinstance(err, OSError):  # torch's writer hides the ENOSPC
                 raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from err
             raise
+
+
+def checkpoint_callback(checkpoint_dir: Path, every_n_train_steps: int | None) -> ModelCheckpoint:
+    """The checkpoints of a training stage (reward, each ensemble phase, PPO): ``last.ckpt`` and
+    the newest ``step{N:06d}.ckpt`` in ``checkpoint_dir``, written every ``every_n_train_steps``
+    optimiser steps (Lightning's ``global_step``). The settings are part of what a resume reads
+    back (Lightning keys the callback's state by them), so a change here is a change of every
+    run dir's checkpoints."""
+    return ModelCheckpoint(dirpath=str(checkpoint_dir), filename="step{step:06d}", auto_insert_metric_name=False,
+                           every_n_train_steps=every_n_train_steps, save_top_k=1, save_last=True)
 
 
 def checkpoint_defect(path: Path) -> str | None:

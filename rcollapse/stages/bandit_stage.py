@@ -18,13 +18,13 @@ from rcollapse.runs.atomic_files import write_json_atomic
 
 
 def run_bandit_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    b = cfg.bandit
+    b = cfg.stage.bandit
     if b.variance_range is not None:
         variance_range = tuple(float(v) for v in b.variance_range)
     elif b.setting in SETTINGS:
         variance_range = SETTINGS[b.setting]
     else:
-        raise ValueError(f"bandit.setting must be one of {sorted(SETTINGS)} (or give bandit.variance_range), "
+        raise ValueError(f"stage.bandit.setting must be one of {sorted(SETTINGS)} (or give stage.bandit.variance_range), "
                          f"got {b.setting!r}")
     r_star, variances = make_problem(int(b.d), variance_range, float(b.reward_loc), float(b.reward_scale),
                                      int(b.seed), str(b.variance_distribution))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rcollapse.config.checks import ConfigError, require
+from rcollapse.data.data_arguments import check_dataset_config
 from rcollapse.models.backbone_options import BackboneOptionError
 from rcollapse.models.model_checks import check_model_options
 
@@ -27,9 +28,10 @@ def check_stage_data(cfg: DictConfig, wanted: str, options: str) -> None:
     data sets fit (``options``)."""
     if "dataset" not in cfg or cfg.dataset is None:
         return
-    target = str(cfg.dataset.get("datamodule", {}).get("_target_", ""))
+    target = str(cfg.dataset.get("_target_", ""))  # a data set file is its data module's arguments
     require(target.endswith(wanted), "dataset", f"stage={cfg.stage.name} needs {wanted} data ({options}), "
             f"got {target.rsplit('.', 1)[-1] or 'none'}")
+    check_dataset_config(cfg.dataset)  # every dataset.<key> is the module's or its source's argument
 
 
 def check_stage_model(cfg: DictConfig, part: str, what: str, options: str) -> None:

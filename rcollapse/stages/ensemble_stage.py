@@ -22,13 +22,16 @@ is fitted again after phase 2 either way (it is never in a phase-2 checkpoint's 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from rcollapse.analysis.ensemble_report import (
@@ -39,12 +42,14 @@ from rcollapse.analysis.ensemble_report import (
     variance_by_section,
     write_accuracy_table,
 )
-from rcollapse.analysis.uncertainty_quality import uncertainty_report
+from rcollapse.analysis.uncertainty_report import uncertainty_report
 from rcollapse.data.preference_datamodule import PairFeatureDataModule
 from rcollapse.models.ensemble_artifact import load_ensemble, save_ensemble
 from rcollapse.models.feature_cache import cached_pair_features, pair_features
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
+from rcollapse.runs.checkpoint_files import checkpoint_callback
+from rcollapse.runs.device import choose_device
 from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
@@ -115,63 +120,114 @@ def bootstrap_counts(num_pairs: int, num_heads: int, seed: int) -> torch.Tensor:
                                   for _ in range(num_heads)], axis=1), dtype=torch.float32)
 
 
-def _checkpoints(output_dir: Path, phase: str, every: int) -> ModelCheckpoint:
-    return ModelCheckpoint(dirpath=str(output_dir / "checkpoints" / phase), filename="step{step:06d}",
-                           auto_insert_metric_name=False, every_n_train_steps=every, save_top_k=1, save_last=True)
+@dataclass(frozen=True)
+class EnsembleRun:
+    """What the two phases need, read from the config once by the runner (:func:`ensemble_run`):
+    ``stage.ensemble``'s values and sizes, and the factories of the module, its optimizer and the
+    trainer (the run's loggers), and the checkpoint a phase resumes from."""
+
+    output_dir: Path
+    num_heads: int
+    loss_threshold: float | None  # phase 1
+    model_lr: float  # phase 1: model.lr
+    dropout: bool
+    checkpoint_every_n_steps: int | None
+    resume: bool
+    seed: int
+    max_length: int
+    model_name: str  # recorded in the artifact
+    freeze_backbone: bool  # phase 2
+    cache_features: bool
+    feature_cache_dir: str
+    feature_device: torch.device  # where the cached features are computed
+    head_init_seed: int
+    head_feature_fraction: float
+    head_init_scale: float
+    head_lr: float
+    head_lr_schedule: str
+    head_epochs: float
+    head_batch_size: int
+    head_loss_threshold: float | None
+    normalise_heads: bool
+    bootstrap: bool
+    bootstrap_seed: int
+    make_module: Callable  # stage.module, given the reward model, optimizer, ... per phase
+    make_optimizer: Callable  # stage.optimizer (a partial), given lr per phase
+    make_trainer: Callable  # (callbacks, **trainer overrides) -> a Trainer with the run's loggers
+    resume_from: Callable[[str], str | None]  # a phase's checkpoint dir -> the checkpoint to resume from
+
+    def checkpoints(self, phase: str):
+        """The phase's checkpoints, in ``checkpoints/<phase>``."""
+        return checkpoint_callback(self.output_dir / "checkpoints" / phase, self.checkpoint_every_n_steps)
 
 
-def _device(cfg: DictConfig) -> torch.device:
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    return torch.device("cuda" if torch.cuda.is_available() and accelerator in ("gpu", "cuda", "auto") else "cpu")
-
-
-def run_phase1(cfg, output_dir, reward_model, datamodule, loggers) -> dict:
-    """Backbone + one head on the Bradley–Terry loss, to the loss threshold or the step budget."""
+def ensemble_run(cfg: DictConfig, output_dir: Path) -> EnsembleRun:
+    """Every config value the phases read, read here, and their factories built (the loggers too)."""
     e = cfg.stage.ensemble
-    done = output_dir / "checkpoints" / "phase1" / "final.pt"
-    if wants_resume(cfg) and done.exists():
+    loggers = build_loggers(cfg)
+    return EnsembleRun(
+        output_dir=output_dir, num_heads=int(e.num_heads), loss_threshold=e.loss_threshold,
+        model_lr=float(cfg.model.lr), dropout=dropout_enabled(cfg.model.get("dropout", True)),
+        checkpoint_every_n_steps=cfg.stage.checkpoint_every_n_steps, resume=wants_resume(cfg), seed=cfg.seed,
+        max_length=int(cfg.dataset.max_length),
+        model_name=cfg.model.get("name_or_path", cfg.model.backbone._target_),
+        freeze_backbone=bool(e.freeze_backbone), cache_features=bool(e.cache_features),
+        feature_cache_dir=e.feature_cache_dir, feature_device=choose_device(cfg.trainer.get("accelerator", "auto")),
+        head_init_seed=e.head_init_seed, head_feature_fraction=float(e.get("head_feature_fraction", 1.0)),
+        head_init_scale=float(e.get("head_init_scale", 1.0)), head_lr=float(e.head_lr),
+        head_lr_schedule=str(e.get("head_lr_schedule", "constant")), head_epochs=float(e.head_epochs),
+        head_batch_size=e.head_batch_size, head_loss_threshold=e.get("head_loss_threshold"),
+        normalise_heads=bool(e.get("normalise_heads", True)), bootstrap=bool(e.bootstrap),
+        bootstrap_seed=int(e.bootstrap_seed),
+        make_module=instantiate(cfg.stage.module, _partial_=True), make_optimizer=instantiate(cfg.stage.optimizer),
+        make_trainer=functools.partial(build_trainer, cfg, logger=loggers),
+        resume_from=functools.partial(resolve_ckpt_path, cfg, output_dir))
+
+
+def run_phase1(run: EnsembleRun, reward_model, datamodule) -> dict:
+    """Backbone + one head on the Bradley–Terry loss, to the loss threshold or the step budget."""
+    done = run.output_dir / "checkpoints" / "phase1" / "final.pt"
+    if run.resume and done.exists():
         saved = torch.load(done, map_location="cpu", weights_only=True)
         reward_model.load_state_dict(saved["state_dict"])
         print(f"phase 1 already finished ({saved['summary']}); continuing with phase 2")
         return saved["summary"]
-    optimizer = instantiate(cfg.stage.optimizer, lr=float(cfg.model.lr))
-    module = instantiate(cfg.stage.module, reward_model=reward_model, optimizer=optimizer, freeze_backbone=False,
-                         dropout=dropout_enabled(cfg.model.get("dropout", True)))
-    stop = LossThresholdStop(e.loss_threshold)
-    trainer = build_trainer(cfg, [_checkpoints(output_dir, "phase1", cfg.stage.checkpoint_every_n_steps), stop], loggers)
-    ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase1")
+    optimizer = functools.partial(run.make_optimizer, lr=run.model_lr)
+    module = run.make_module(reward_model=reward_model, optimizer=optimizer, freeze_backbone=False, dropout=run.dropout)
+    stop = LossThresholdStop(run.loss_threshold)
+    trainer = run.make_trainer([run.checkpoints("phase1"), stop])
+    ckpt = run.resume_from("checkpoints/phase1")
     if ckpt:
         print(f"resuming phase 1 from {ckpt}")
     with resuming_quietly(ckpt):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     summary = {"ens/phase1/steps": trainer.global_step, "ens/phase1/loss_ema": float(module.loss_ema),
-               "ens/phase1/reached_threshold": float(stop.reached or float(module.loss_ema) <= e.loss_threshold)}
+               "ens/phase1/reached_threshold": float(stop.reached or float(module.loss_ema) <= run.loss_threshold)}
     summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
     summary = {k.replace("ens/val/", "ens/phase1/val_"): v for k, v in summary.items()}
     if trainer.is_global_zero:
         with atomic_writer(done, "wb") as handle:  # its presence means phase 1 is finished
             torch.save({"state_dict": reward_model.state_dict(), "summary": summary}, handle)
     print(f"phase 1: {summary['ens/phase1/steps']} steps, loss EMA {summary['ens/phase1/loss_ema']:.3f} "
-          f"(threshold {e.loss_threshold}{', reached' if summary['ens/phase1/reached_threshold'] else ', not reached'})")
+          f"(threshold {run.loss_threshold}{', reached' if summary['ens/phase1/reached_threshold'] else ', not reached'})")
     return summary
 
 
-def phase2_data(cfg, reward_model, tokenizer, datamodule, cache: bool):
+def phase2_data(run: EnsembleRun, reward_model, tokenizer, datamodule, cache: bool):
     """The data of phase 2: cached pooled features, or the token batches themselves."""
     if not cache:
         return datamodule, {}
-    e, dm = cfg.stage.ensemble, cfg.dataset.datamodule
-    reward_model.to(_device(cfg))
+    reward_model.to(run.feature_device)
     features, hits = {}, {}
     for split in ("train", "val", "test"):
         features[split], hits[split] = cached_pair_features(
-            reward_model, tokenizer, int(dm.max_length), datamodule.pairs(split), datamodule.loader(split),
-            e.feature_cache_dir, desc=f"backbone features ({split})")
+            reward_model, tokenizer, run.max_length, datamodule.pairs(split), datamodule.loader(split),
+            run.feature_cache_dir, desc=f"backbone features ({split})")
     reward_model.to("cpu")
     print("pooled features: " + ", ".join(f"{s} {features[s][0].shape[0]} pairs ({'cache' if hits[s] else 'computed'})"
                                           for s in features))
-    return PairFeatureDataModule(features, batch_size=e.head_batch_size, eval_batch_size=dm.eval_batch_size,
-                                 shuffle_seed=cfg.seed), {"ens/phase2/features_from_cache": float(all(hits.values()))}
+    return PairFeatureDataModule(features, batch_size=run.head_batch_size, eval_batch_size=datamodule.eval_batch_size,
+                                 shuffle_seed=run.seed), {"ens/phase2/features_from_cache": float(all(hits.values()))}
 
 
 @torch.no_grad()
@@ -221,32 +277,29 @@ def cosine_schedule(total_steps: int):
     return build
 
 
-def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
+def run_phase2(run: EnsembleRun, reward_model, tokenizer, datamodule):
     """k heads on the frozen backbone: ``head_epochs`` (a fraction allowed) at ``head_lr`` with a
     constant or cosine schedule, stopped early once every head's loss EMA is at or below
     ``head_loss_threshold`` (null: never), then the heads' normalisation is fitted."""
-    e = cfg.stage.ensemble
-    seeds = head_init_seeds(e.head_init_seed, int(e.num_heads))
-    ensemble = widen_heads(reward_model, int(e.num_heads), seeds, float(e.get("head_feature_fraction", 1.0)),
-                           float(e.get("head_init_scale", 1.0)))
-    freeze = bool(e.freeze_backbone)
-    data, info = phase2_data(cfg, ensemble, tokenizer, datamodule, cache=freeze and bool(e.cache_features))
+    seeds = head_init_seeds(run.head_init_seed, run.num_heads)
+    ensemble = widen_heads(reward_model, run.num_heads, seeds, run.head_feature_fraction, run.head_init_scale)
+    freeze = run.freeze_backbone
+    data, info = phase2_data(run, ensemble, tokenizer, datamodule, cache=freeze and run.cache_features)
     weights = None
-    if e.bootstrap:
-        weights = bootstrap_counts(len(datamodule.pairs("train")), int(e.num_heads), int(e.bootstrap_seed))
-    batch = int(e.head_batch_size) if isinstance(data, PairFeatureDataModule) else int(cfg.dataset.datamodule.batch_size)
-    per_epoch, total = phase2_steps(len(datamodule.pairs("train")), batch, float(e.head_epochs))
-    schedule = str(e.get("head_lr_schedule", "constant"))
+    if run.bootstrap:
+        weights = bootstrap_counts(len(datamodule.pairs("train")), run.num_heads, run.bootstrap_seed)
+    batch = int(run.head_batch_size) if isinstance(data, PairFeatureDataModule) else datamodule.batch_size
+    per_epoch, total = phase2_steps(len(datamodule.pairs("train")), batch, run.head_epochs)
+    schedule = run.head_lr_schedule
     if schedule not in HEAD_LR_SCHEDULES:
         raise ValueError(f"stage.ensemble.head_lr_schedule must be one of {list(HEAD_LR_SCHEDULES)}, got {schedule!r}")
-    optimizer = instantiate(cfg.stage.optimizer, lr=float(e.head_lr))
-    module = instantiate(cfg.stage.module, reward_model=ensemble, optimizer=optimizer, freeze_backbone=freeze,
-                         bootstrap_weights=weights, lr_scheduler=cosine_schedule(total) if schedule == "cosine" else None)
-    stop = LossThresholdStop(e.get("head_loss_threshold"), monitor="ens/train/loss_ema_max_head")
-    trainer = build_trainer(cfg, [_checkpoints(output_dir, "phase2", cfg.stage.checkpoint_every_n_steps), stop], loggers,
-                            max_steps=total, max_epochs=-1, val_check_interval=min(per_epoch, total),
-                            check_val_every_n_epoch=1)
-    ckpt = resolve_ckpt_path(cfg, output_dir, "checkpoints/phase2")
+    optimizer = functools.partial(run.make_optimizer, lr=run.head_lr)
+    module = run.make_module(reward_model=ensemble, optimizer=optimizer, freeze_backbone=freeze,
+                             bootstrap_weights=weights, lr_scheduler=cosine_schedule(total) if schedule == "cosine" else None)
+    stop = LossThresholdStop(run.head_loss_threshold, monitor="ens/train/loss_ema_max_head")
+    trainer = run.make_trainer([run.checkpoints("phase2"), stop], max_steps=total, max_epochs=-1,
+                               val_check_interval=min(per_epoch, total), check_val_every_n_epoch=1)
+    ckpt = run.resume_from("checkpoints/phase2")
     if ckpt:
         print(f"resuming phase 2 from {ckpt}")
     with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext(), resuming_quietly(ckpt):
@@ -255,10 +308,10 @@ def run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers):
     info.update({"ens/phase2/steps": float(trainer.global_step), "ens/phase2/planned_steps": float(total),
                  "ens/phase2/stopped_at_loss": float(stop.reached),
                  "ens/phase2/loss_ema_max_head": float(module.loss_ema_heads.max())})
-    print(f"phase 2: {trainer.global_step} of {total} steps ({schedule} lr {float(e.head_lr):g}), largest head "
+    print(f"phase 2: {trainer.global_step} of {total} steps ({schedule} lr {run.head_lr:g}), largest head "
           f"loss EMA {float(module.loss_ema_heads.max()):.3f}"
-          + (f" (threshold {e.get('head_loss_threshold')} reached)" if stop.reached else ""))
-    info.update(fit_head_normalisation(ensemble, data, datamodule, normalise=bool(e.get("normalise_heads", True))))
+          + (f" (threshold {run.head_loss_threshold} reached)" if stop.reached else ""))
+    info.update(fit_head_normalisation(ensemble, data, datamodule, normalise=run.normalise_heads))
     return module, trainer, data, seeds, info
 
 
@@ -297,28 +350,28 @@ def run_ensemble_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     e = cfg.stage.ensemble
     if e.get("artifact"):
         return evaluate_saved_ensemble(cfg, output_dir, Path(str(e.artifact)).expanduser())
-    if cfg.dataset.datamodule.get("train_source") is None:
+    if cfg.dataset.get("train_source") is None:
         raise ValueError("this data set is evaluation-only (no train_source): pass stage.ensemble.artifact=DIR "
                          "(a saved ensemble) or train on dataset=pref_mix / dataset=preference_offline")
     tokenizer = instantiate(cfg.model.tokenizer)
     backbone = instantiate(cfg.model.backbone, tokenizer=tokenizer)
     reward_model = instantiate(cfg.model.reward_model, backbone=backbone, num_heads=1)
-    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
+    datamodule = instantiate(cfg.dataset, tokenizer=tokenizer)
     datamodule.setup()
-    loggers = build_loggers(cfg)
-    summary = run_phase1(cfg, output_dir, reward_model, datamodule, loggers)
-    module, trainer, data, seeds, info = run_phase2(cfg, output_dir, reward_model, tokenizer, datamodule, loggers)
-    metrics = evaluate(module, trainer, data, datamodule, output_dir, title=f"{int(e.num_heads)} heads")
+    run = ensemble_run(cfg, output_dir)
+    summary = run_phase1(run, reward_model, datamodule)
+    module, trainer, data, seeds, info = run_phase2(run, reward_model, tokenizer, datamodule)
+    metrics = evaluate(module, trainer, data, datamodule, output_dir, title=f"{run.num_heads} heads")
     if trainer.is_global_zero:
-        save_ensemble(module.reward_model, tokenizer, output_dir / "ensemble", int(cfg.dataset.datamodule.max_length),
-                      seeds, extra={"model": cfg.model.get("name_or_path", cfg.model.backbone._target_),
-                                    "bootstrap": bool(e.bootstrap), "bootstrap_seed": int(e.bootstrap_seed),
+        save_ensemble(module.reward_model, tokenizer, output_dir / "ensemble", run.max_length,
+                      seeds, extra={"model": run.model_name,
+                                    "bootstrap": run.bootstrap, "bootstrap_seed": run.bootstrap_seed,
                                     "normalise_heads": bool(info["ens/phase2/normalised"]),
-                                    "head_feature_fraction": float(e.get("head_feature_fraction", 1.0)),
-                                    "head_init_scale": float(e.get("head_init_scale", 1.0)),
+                                    "head_feature_fraction": run.head_feature_fraction,
+                                    "head_init_scale": run.head_init_scale,
                                     "phase2_steps": int(info["ens/phase2/steps"]),
                                     "normalisation_responses": int(info["ens/phase2/normalisation_responses"])})
-    result = {**summary, **info, **metrics, "ens/num_heads": float(e.num_heads)}
+    result = {**summary, **info, **metrics, "ens/num_heads": float(run.num_heads)}
     print(f"ensemble: accuracy of the mean {metrics['ens/test/acc_mean']:.3f}, median variance of the chosen reward "
           f"{metrics['ens/test/var_chosen_median']:.4g}; artifact {output_dir / 'ensemble'}")
     return final_metrics(result)
@@ -326,7 +379,7 @@ def run_ensemble_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
 def evaluate_saved_ensemble(cfg: DictConfig, output_dir: Path, artifact: Path) -> dict[str, float]:
     ensemble = load_ensemble(artifact)
-    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=ensemble.tokenizer,
+    datamodule = instantiate(cfg.dataset, tokenizer=ensemble.tokenizer,
                              max_length=int(ensemble.meta["max_length"]))
     if datamodule.train_source is None:  # evaluation-only data: nothing to train or validate on
         datamodule.splits = {"train": [], "val": [], "test": datamodule.eval_source.load()["test"]}

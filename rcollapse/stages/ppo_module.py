@@ -9,7 +9,7 @@ One ``training_step`` is one PPO iteration on a batch of prompts, in named steps
 4. **advantages**: GAE over the response tokens (whitened if asked);
 5. **update**: ``ppo_epochs`` passes over shuffled minibatches: clipped policy and value losses.
 
-``variance_weighted=false`` is vanilla PPO (``w = 1``). Manual optimisation; the KL controller's
+``kl_weight="one"`` is vanilla PPO (``w = 1``). Manual optimisation; the KL controller's
 state is checkpointed with the module. Metrics ``ppo/train/*`` every step.
 """
 
@@ -77,7 +77,7 @@ class PPOIterationSizes:
 
 class VarianceKLPPOModule(L.LightningModule):
     def __init__(self, policy, reference, tokenizer, scorer, optimizer, kl_controller, batch_size: int,
-                 variance_weighted: bool = True, kl_weight: str = "variance", normalise_kl_weight: bool = False,
+                 kl_weight: str = "variance", normalise_kl_weight: bool = False,
                  kl_estimator: str = "k1",
                  reward_combination: str = "head", reward_head: int = 0, reward_penalty: float = 1.0,
                  ppo_epochs: int = 4, num_minibatches: int = 4, clip_range: float = 0.2,
@@ -144,13 +144,12 @@ class VarianceKLPPOModule(L.LightningModule):
         out = self.scorer(prompts, responses)
         scores = combine_heads(out.scores.to(self.device), h.reward_combination, h.reward_head, h.reward_penalty)
         variance = out.variance.to(self.device)
-        mode = h.kl_weight if h.variance_weighted else "one"
         if h.normalise_kl_weight and torch.isnan(self.kl_weight_scale):
             if self.global_step > 0:
-                raise RuntimeError("normalise_kl_weight: no reference scale after the first iteration "
+                raise RuntimeError("stage.module.normalise_kl_weight: no reference scale after the first iteration "
                                    "(a checkpoint from a run without stage.module.normalise_kl_weight?)")
-            self.kl_weight_scale.fill_(float(kl_weight(variance, mode).mean().clamp_min(1e-12)))
-        weights = kl_weight(variance, mode, self.kl_weight_scale if h.normalise_kl_weight else 1.0)
+            self.kl_weight_scale.fill_(float(kl_weight(variance, h.kl_weight).mean().clamp_min(1e-12)))
+        weights = kl_weight(variance, h.kl_weight, self.kl_weight_scale if h.normalise_kl_weight else 1.0)
         return scores, variance, weights
 
     # ---- forward passes ------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.analysis.ppo_report import plot_training
@@ -46,6 +45,8 @@ from rcollapse.models.ensemble_artifact import (
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
+from rcollapse.runs.checkpoint_files import checkpoint_callback
+from rcollapse.runs.device import choose_device
 from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
@@ -136,11 +137,12 @@ def ensemble_source(cfg: DictConfig) -> EnsembleSource:
     else:
         ensemble_cfg = compose_offline_ensemble_config(cfg)
         source = EnsembleSource(int(ensemble_cfg.stage.ensemble.num_heads), offline_config=ensemble_cfg)
-    if s.module.variance_weighted and source.num_heads < 2:
+    if s.module.kl_weight != "one" and source.num_heads < 2:
         where = (f"the ensemble at stage.ensemble_path={source.path} has" if source.path is not None
                  else "the offline ensemble (stage.ensemble.num_heads in stage.ensemble_overrides) has")
-        raise ConfigError(f"stage.module.variance_weighted: {where} {source.num_heads} head, and one head has no "
-                          "variance: the KL weight would be 0. Use an ensemble of at least 2 heads, or ppo_arm=vanilla")
+        raise ConfigError(f"stage.module.kl_weight: {where} {source.num_heads} head, and one head has no "
+                          "variance: the KL weight would be 0. Use an ensemble of at least 2 heads, or ppo_arm=vanilla "
+                          "(stage.module.kl_weight=one)")
     head = int(s.module.reward_head)
     if s.module.reward_combination == "head" and not 0 <= head < source.num_heads:
         raise ConfigError(f"stage.module.reward_head: must lie in [0, {source.num_heads - 1}] (the ensemble "
@@ -148,13 +150,14 @@ def ensemble_source(cfg: DictConfig) -> EnsembleSource:
     return source
 
 
-def shared_offline_ensemble(cfg: DictConfig, ensemble_cfg: DictConfig) -> Path:
+def shared_offline_ensemble(overrides, cache_dir: str, ensemble_cfg: DictConfig) -> Path:
     """The offline ensemble every PPO job of a sweep uses: trained once by ``run.py
-    stage=ensemble`` (a subprocess, with ``stage.ensemble_overrides``) into the cache, under a
-    file lock, so that jobs starting together wait for one training instead of racing."""
-    overrides = [str(o) for o in cfg.stage.ensemble_overrides]
+    stage=ensemble`` (a subprocess, with ``overrides``: ``stage.ensemble_overrides``) into the
+    cache (``cache_dir``: ``paths.cache_dir``), under a file lock, so that jobs starting together
+    wait for one training instead of racing."""
+    overrides = [str(o) for o in overrides]
     key = offline_ensemble_key(ensemble_cfg)
-    root = Path(cfg.paths.cache_dir) / "ppo_ensembles"
+    root = Path(cache_dir) / "ppo_ensembles"
     run_dir = root / f"ensemble-{key}"
     artifact = run_dir / "ensemble"
     root.mkdir(parents=True, exist_ok=True)
@@ -163,7 +166,7 @@ def shared_offline_ensemble(cfg: DictConfig, ensemble_cfg: DictConfig) -> Path:
         if not (artifact / "ensemble.json").exists():
             print(f"training the offline reward ensemble once, into {run_dir}")
             command = [sys.executable, str(REPO / "run.py"), "stage=ensemble", *overrides,
-                       f"hydra.run.dir={run_dir}", f"paths.cache_dir={cfg.paths.cache_dir}",
+                       f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache_dir}",
                        "trainer.enable_progress_bar=false", "logger=csv",
                        "resume=true"]  # an attempt that failed part-way is continued, not refused
             proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -172,93 +175,150 @@ def shared_offline_ensemble(cfg: DictConfig, ensemble_cfg: DictConfig) -> Path:
     return artifact
 
 
-def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    s = cfg.stage
-    # every size and source is settled before the SFT warm-up, the ensemble or a download
-    sizes = PPOIterationSizes(int(s.batch_size), int(s.module.num_minibatches), int(s.module.ppo_epochs))
-    source = ensemble_source(cfg)
-    tokenizer = instantiate(cfg.model.tokenizer)
-    lm = instantiate(cfg.model.policy, tokenizer=tokenizer)
-    if cfg.model.get("sft_steps", 0):
-        cached = sft_warmup(lm, tokenizer, int(cfg.model.sft_steps), seed=int(cfg.model.get("sft_seed", 0)),
-                            cache_dir=Path(cfg.paths.cache_dir) / "sft")
+# ---- the steps of a PPO run ----------------------------------------------------------------------
+
+
+def warm_up_policy(lm, tokenizer, sft_steps, sft_seed, cache_dir: Path) -> None:
+    """The SFT warm-up of the policy on the generated review corpus (``model.sft_steps``; 0: none),
+    cached under ``cache_dir/sft``."""
+    if sft_steps:
+        cached = sft_warmup(lm, tokenizer, int(sft_steps), seed=int(sft_seed), cache_dir=cache_dir / "sft")
         print(f"policy fitted to the generated review corpus ({'cached' if cached else 'fitted now'})")
-    policy = PolicyWithValueHead(lm)
-    reference = frozen_reference(lm)
+
+
+def ensemble_path_for(source: EnsembleSource, overrides, cache_dir: str) -> Path:
+    """The reward ensemble's artifact: ``stage.ensemble_path``, or the shared offline one (trained
+    now if no job has yet)."""
     if source.path is not None:
-        ensemble_path = source.path
-    else:
-        ensemble_path = shared_offline_ensemble(cfg, source.offline_config)
-        log.warning("stage.ensemble_path is null: the offline policy is scored by the offline ensemble (trained on "
-                    "generated reviews) at %s", ensemble_path)
-    device = "cuda" if torch.cuda.is_available() and str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") else "cpu"
-    ensemble = load_ensemble(ensemble_path, device=device)
-    judge = instantiate(cfg.judge)
-    steps_per_batch = sizes.optimizer_steps
-    datamodule = instantiate(cfg.dataset.datamodule, batch_size=sizes.batch_size, shuffle_seed=cfg.seed,
-                             optimizer_steps_per_batch=steps_per_batch, tokenizer=tokenizer)
-    module = instantiate(s.module, policy=policy, reference=reference, tokenizer=tokenizer, scorer=ensemble.score,
-                         batch_size=sizes.batch_size,
-                         optimizer=instantiate(s.optimizer), kl_controller=instantiate(s.kl_controller))
-    datamodule.setup("fit")
-    history = PPOHistory(judge, datamodule.prompts["test"][:int(s.judge_num_prompts)], int(s.judge_every_n_updates),
-                         num_updates=int(s.num_updates), judge_seed=int(cfg.seed))
-    # a checkpoint is taken after a whole PPO iteration (its optimiser steps done), as intended
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-    checkpoints = ModelCheckpoint(dirpath=str(output_dir / "checkpoints"), filename="step{step:06d}",
-                                  auto_insert_metric_name=False, save_top_k=1, save_last=True,
-                                  every_n_train_steps=int(s.checkpoint_every_n_updates) * steps_per_batch)
-    trainer = build_trainer(cfg, [checkpoints, history], build_loggers(cfg),
-                            max_steps=int(s.num_updates) * steps_per_batch, max_epochs=-1,
-                            val_check_interval=None, check_val_every_n_epoch=None, gradient_clip_val=None,
-                            log_every_n_steps=1)  # every PPO iteration
-    ckpt = resolve_ckpt_path(cfg, output_dir)
+        return source.path
+    ensemble_path = shared_offline_ensemble(overrides, cache_dir, source.offline_config)
+    log.warning("stage.ensemble_path is null: the offline policy is scored by the offline ensemble (trained on "
+                "generated reviews) at %s", ensemble_path)
+    return ensemble_path
+
+
+def train(trainer, module, datamodule, ckpt: str | None) -> dict[str, float]:
+    """PPO from step 0 or from ``ckpt``; the last iteration's callback metrics."""
     if ckpt:
         print(f"resuming from {ckpt}")
     with frozen_modules_in_eval_mode(), resuming_quietly(ckpt):  # the frozen reference policy
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    train_metrics = final_metrics(trainer.callback_metrics)
+    return final_metrics(trainer.callback_metrics)
 
-    # judge the policy and the reference policy on the test prompts
+
+@dataclass(frozen=True)
+class Judged:
+    """The trained and the reference policy's responses to the test prompts, with the judge's scores."""
+
+    prompts: list[str]
+    policy_texts: list[str]
+    reference_texts: list[str]
+    policy_scores: np.ndarray
+    reference_scores: np.ndarray
+
+
+def judge_policies(module, judge, prompts: list[str], seed: int, device) -> Judged:
+    """Judge the policy and the reference policy on the test prompts (sampling seeded by ``seed``)."""
     module.to(device)
-    prompts = datamodule.prompts["test"]
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     policy_texts = module.generate_texts(module.policy.lm, prompts)
     reference_texts = module.generate_texts(module.reference, prompts)
     judged = np.array(judge.score(prompts, policy_texts))
     judged_ref = np.array(judge.score(prompts, reference_texts))
+    return Judged(prompts, policy_texts, reference_texts, judged, judged_ref)
+
+
+def ppo_metrics(train_metrics: dict[str, float], history: PPOHistory, final_window: int,
+                judged: Judged) -> dict[str, float]:
+    """``ppo/train/*`` of the last iteration, ``ppo/final/*`` (means over the last ``final_window``),
+    ``ppo/test/judge_*`` and ``ppo/test/uq/*`` (σ² on the judged responses)."""
+    scores, scores_ref = judged.policy_scores, judged.reference_scores
     metrics = {**{k: v for k, v in train_metrics.items() if k.startswith("ppo/train/")},
-               **history.final_means(int(s.final_window)),
-               "ppo/test/judge_mean": float(judged.mean()), "ppo/test/judge_mean_ref": float(judged_ref.mean()),
-               "ppo/test/judge_std": float(judged.std()), "ppo/test/judge_std_ref": float(judged_ref.std())}
+               **history.final_means(final_window),
+               "ppo/test/judge_mean": float(scores.mean()), "ppo/test/judge_mean_ref": float(scores_ref.mean()),
+               "ppo/test/judge_std": float(scores.std()), "ppo/test/judge_std_ref": float(scores_ref.std())}
     if history.judged:  # does σ² know where the reward is wrong on the responses PPO leads to?
         rows = history.judged
         quality = judged_samples_quality([r["gold"] for r in rows], [r["mean"] for r in rows],
                                          [r["variance"] for r in rows], [r["proxy"] for r in rows],
                                          [r["policy"] for r in rows], [r["step"] for r in rows])
         metrics.update({f"ppo/test/uq/{k}": v for k, v in quality.items() if np.isfinite(v)})
+    return metrics
+
+
+def write_outputs(output_dir: Path, judged: Judged, ensemble_path: Path, variance_weighted: bool,
+                  samples: list[dict], history: PPOHistory, metrics: dict[str, float]) -> None:
+    """``judge_scores.json``, ``ppo_samples.csv``, ``ppo_history.csv``, ``ppo_judged_samples.csv``
+    and ``figures/ppo_training.png`` (rank 0 only)."""
+    write_json_atomic(output_dir / "judge_scores.json",
+        {"prompts": judged.prompts, "policy": judged.policy_texts, "reference": judged.reference_texts,
+         "policy_scores": judged.policy_scores.tolist(), "reference_scores": judged.reference_scores.tolist(),
+         "ensemble": str(ensemble_path), "variance_weighted": variance_weighted}, indent=1)
+    # samples and history come back from the checkpoint on resume: these files cover the whole run
+    with atomic_writer(output_dir / "ppo_samples.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "prompt", "response", "score", "variance", "weight"])
+        writer.writeheader()
+        writer.writerows(samples)
+    history.write_csv(output_dir / "ppo_history.csv")
+    if history.judged:
+        history.write_judged_csv(output_dir / "ppo_judged_samples.csv")
+    plot_training(history.rows, output_dir / "figures" / "ppo_training.png",
+                  {"policy": metrics["ppo/test/judge_mean"], "reference": metrics["ppo/test/judge_mean_ref"]})
+
+
+def log_outputs(loggers, metrics: dict[str, float], samples: list[dict], step: int) -> None:
+    """``ppo/test/*`` through every logger, and the samples as a table where the logger has tables (W&B)."""
+    log_final_metrics(loggers, {k: v for k, v in metrics.items() if k.startswith("ppo/test/")}, step)
+    for logger in loggers:
+        if hasattr(logger, "log_table") and samples:
+            logger.log_table("ppo/samples", columns=list(samples[0]), data=[list(r.values()) for r in samples])
+
+
+def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    s = cfg.stage
+    # every size and source is settled before the SFT warm-up, the ensemble or a download
+    sizes = PPOIterationSizes(int(s.batch_size), int(s.module.num_minibatches), int(s.module.ppo_epochs))
+    source = ensemble_source(cfg)
+    steps_per_batch = sizes.optimizer_steps
+    num_updates, final_window = int(s.num_updates), int(s.final_window)
+    vanilla = s.module.kl_weight == "one"
+    cache_dir = cfg.paths.cache_dir
+    device = choose_device(cfg.trainer.get("accelerator"))  # where the policies are judged, the ensemble scores
+
+    # build: the policy (warmed up) and its frozen reference, the ensemble, the judge, the prompts, the module
+    tokenizer = instantiate(cfg.model.tokenizer)
+    lm = instantiate(cfg.model.policy, tokenizer=tokenizer)
+    warm_up_policy(lm, tokenizer, cfg.model.get("sft_steps", 0), cfg.model.get("sft_seed", 0), Path(cache_dir))
+    policy = PolicyWithValueHead(lm)
+    reference = frozen_reference(lm)
+    ensemble_path = ensemble_path_for(source, s.ensemble_overrides, cache_dir)
+    ensemble = load_ensemble(ensemble_path, device=device)
+    judge = instantiate(cfg.judge)
+    datamodule = instantiate(cfg.dataset, batch_size=sizes.batch_size, shuffle_seed=cfg.seed,
+                             optimizer_steps_per_batch=steps_per_batch, tokenizer=tokenizer)
+    module = instantiate(s.module, policy=policy, reference=reference, tokenizer=tokenizer, scorer=ensemble.score,
+                         batch_size=sizes.batch_size,
+                         optimizer=instantiate(s.optimizer), kl_controller=instantiate(s.kl_controller))
+    datamodule.setup("fit")
+    history = PPOHistory(judge, datamodule.prompts["test"][:int(s.judge_num_prompts)], int(s.judge_every_n_updates),
+                         num_updates=num_updates, judge_seed=int(cfg.seed))
+    # a checkpoint is taken after a whole PPO iteration (its optimiser steps done), as intended
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    checkpoints = checkpoint_callback(output_dir / "checkpoints", int(s.checkpoint_every_n_updates) * steps_per_batch)
+    trainer = build_trainer(cfg, [checkpoints, history], build_loggers(cfg),
+                            max_steps=num_updates * steps_per_batch, max_epochs=-1,
+                            val_check_interval=None, check_val_every_n_epoch=None, gradient_clip_val=None,
+                            log_every_n_steps=1)  # every PPO iteration
+
+    # train, judge, write
+    train_metrics = train(trainer, module, datamodule, resolve_ckpt_path(cfg, output_dir))
+    judged = judge_policies(module, judge, datamodule.prompts["test"], cfg.seed, device)
+    metrics = ppo_metrics(train_metrics, history, final_window, judged)
     if trainer.is_global_zero:
-        write_json_atomic(output_dir / "judge_scores.json",
-            {"prompts": prompts, "policy": policy_texts, "reference": reference_texts,
-             "policy_scores": judged.tolist(), "reference_scores": judged_ref.tolist(),
-             "ensemble": str(ensemble_path), "variance_weighted": bool(s.module.variance_weighted)}, indent=1)
-        # samples and history come back from the checkpoint on resume: these files cover the whole run
-        with atomic_writer(output_dir / "ppo_samples.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["step", "prompt", "response", "score", "variance", "weight"])
-            writer.writeheader()
-            writer.writerows(module.samples)
-        history.write_csv(output_dir / "ppo_history.csv")
-        if history.judged:
-            history.write_judged_csv(output_dir / "ppo_judged_samples.csv")
-        plot_training(history.rows, output_dir / "figures" / "ppo_training.png",
-                      {"policy": metrics["ppo/test/judge_mean"], "reference": metrics["ppo/test/judge_mean_ref"]})
-    log_final_metrics(trainer.loggers, {k: v for k, v in metrics.items() if k.startswith("ppo/test/")},
-                      trainer.global_step)
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_table") and module.samples:
-            logger.log_table("ppo/samples", columns=list(module.samples[0]), data=[list(r.values()) for r in module.samples])
-    print(f"PPO ({'variance-weighted' if s.module.variance_weighted else 'vanilla'} KL): judge {metrics['ppo/test/judge_mean']:.3f} "
+        write_outputs(output_dir, judged, ensemble_path, not vanilla, module.samples, history, metrics)
+    log_outputs(trainer.loggers, metrics, module.samples, trainer.global_step)
+    print(f"PPO ({'vanilla' if vanilla else 'variance-weighted'} KL): judge {metrics['ppo/test/judge_mean']:.3f} "
           f"vs reference {metrics['ppo/test/judge_mean_ref']:.3f}; final KL {metrics.get('ppo/final/kl', float('nan')):.3f} "
-          f"(mean of the last {int(s.final_window)} iterations); "
+          f"(mean of the last {final_window} iterations); "
           f"outputs in {output_dir}")
     return final_metrics(metrics)

@@ -48,7 +48,7 @@ class RankingRewardModule(L.LightningModule):
     # ---- the forward: one pass over all B·n completions -------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards ``R = sigmoid(head)`` laid out [B, n_max] (best first) and the validity mask."""
-        if "packed" in batch:  # padding-free batch (dataset.datamodule.packing=true): same [S] outputs
+        if "packed" in batch:  # padding-free batch (dataset.packing=true): same [S] outputs
             out = self.reward_model.packed_forward(batch["packed"])
         else:
             out = self.reward_model(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from rcollapse.config.resolvers import config_choice
+from rcollapse.runs.checkpoint_files import checkpoint_callback
 from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
@@ -26,24 +26,18 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     backbone = instantiate(cfg.model.backbone, tokenizer=tokenizer)
     reward_model = instantiate(cfg.model.reward_model, backbone=backbone)
     utility = instantiate(cfg.utility)
-    datamodule = instantiate(cfg.dataset.datamodule, tokenizer=tokenizer)
+    datamodule = instantiate(cfg.dataset, tokenizer=tokenizer)
     module = instantiate(
         cfg.stage.module,
         reward_model=reward_model,
         utility=utility,
+        optimizer=instantiate(cfg.stage.optimizer),
         test_split_names=list(datamodule.test_split_names),
         dropout=dropout_enabled(cfg.model.get("dropout", True)),
     )
     tokenizer.save_pretrained(str(output_dir / "tokenizer"))
 
-    checkpoints = ModelCheckpoint(
-        dirpath=str(output_dir / "checkpoints"),
-        filename="step{step:06d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=cfg.stage.checkpoint_every_n_steps,
-        save_top_k=1,
-        save_last=True,
-    )
+    checkpoints = checkpoint_callback(output_dir / "checkpoints", cfg.stage.checkpoint_every_n_steps)
     choice = config_choice("utility")
     title = f"utility={choice if choice != 'unknown' else cfg.utility._target_.rsplit('.', 1)[-1]}"
     callbacks = [checkpoints, CollapseFiguresCallback(str(output_dir), title=title),

@@ -20,9 +20,10 @@ from rcollapse.runs.atomic_files import write_json_atomic
 
 
 def run_theory_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    utility = instantiate(cfg.utility).for_openness(float(cfg.theory.openness))
-    n = int(cfg.theory.n)
-    solution = solve_collapse(utility, n, tol=float(cfg.theory.tol), max_iter=int(cfg.theory.max_iter))
+    settings = cfg.stage.theory
+    utility = instantiate(cfg.utility).for_openness(float(settings.openness))
+    n = int(settings.n)
+    solution = solve_collapse(utility, n, tol=float(settings.tol), max_iter=int(settings.max_iter))
     limit = limit_distribution(utility)
     payload = {
         "utility": repr(utility),
