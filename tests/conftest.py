@@ -70,12 +70,30 @@ def _command_line_runs_are_marked_e2e(request, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def fast_reward_run(tmp_path_factory):
+    """``fast_reward_run(utility)``: the run dir of stage=reward with ``utility=<utility>`` and
+    FAST_TRAINING, trained once per test process (per xdist worker) and shared by the tests that
+    only read what such a run leaves (they must not write into it)."""
+    runs: dict[str, Path] = {}
+
+    def reward_run(utility: str) -> Path:
+        if utility not in runs:
+            from rcollapse.pipeline import run
+
+            tmp = tmp_path_factory.mktemp(f"reward_{utility}")
+            run(compose_config([f"utility={utility}", *FAST_TRAINING], tmp))
+            runs[utility] = tmp / "run"
+        return runs[utility]
+
+    return reward_run
+
+
+@pytest.fixture(scope="session")
 def ppo_run(tmp_path_factory) -> Path:
     """stage=ppo with tests/test_ppo_stage.py's SMALL, once per test process: the dir holding the
     run (``run/``) and its cache (``cache/``: the SFT policy and the offline reward ensemble, which
     the tests' other SMALL PPO runs reuse instead of training them again: measured 46 s for a
-    fresh run, 2 s for one that finds them).
-    Its users are one xdist group (``xdist_group("ppo_run")``), so that they share one process."""
+    fresh run, 2 s for one that finds them). Under xdist, once per worker that needs it."""
     from rcollapse.pipeline import run
     from tests.test_ppo_stage import SMALL
 

@@ -29,7 +29,7 @@ from rcollapse.analysis.collapse_diagnosis import (
 )
 from rcollapse.diagnose import diagnose
 from rcollapse.pipeline import run
-from tests.conftest import CONF, FAST_TRAINING, REPO, compose_config
+from tests.conftest import CONF, REPO, compose_config
 
 # ---- pure functions, by hand ---------------------------------------------------------------------
 
@@ -177,12 +177,11 @@ def compose_diagnose(overrides: list[str], out: Path):
 FAST_DATA = ["dataset.num_train=16", "dataset.num_test=8"]
 
 
-@pytest.fixture(scope="module")
-def short_reward_run(tmp_path_factory) -> Path:
-    """A few steps of stage=reward (utility=x) on the tiny model."""
-    tmp = tmp_path_factory.mktemp("reward_run")
-    run(compose_config(["utility=x", *FAST_TRAINING], tmp))
-    return tmp / "run"
+@pytest.fixture
+def short_reward_run(fast_reward_run) -> Path:
+    """A few steps of stage=reward (utility=x) on the tiny model (tests/conftest.py: FAST_TRAINING,
+    one run per test process)."""
+    return fast_reward_run("x")
 
 
 def test_diagnose_a_short_reward_run_end_to_end(short_reward_run, tmp_path):

@@ -132,3 +132,13 @@ def test_the_paper_schedule_stops_phase_two_at_the_head_loss_and_subsets_survive
     assert ensemble.meta["head_feature_fraction"] == 0.5 and ensemble.meta["phase2_steps"] == metrics["ens/phase2/steps"]
     assert [len(f) for f in ensemble.meta["head_features"]] == [64, 32, 32, 32]
     assert ensemble.reward_model.feature_mask.sum(1).tolist() == [64, 32, 32, 32]
+
+
+def test_phase_one_without_a_loss_threshold_trains_its_steps(tmp_path):
+    """``stage.ensemble.loss_threshold=null`` (no early stop, as the config allows) runs phase 1 to
+    ``stage.max_steps`` and records the threshold as not reached (it crashed comparing with None)."""
+    run(compose_config([*SMALL, "stage.ensemble.loss_threshold=null", "stage.max_steps=12",
+                        "stage.val_every_n_steps=12", "stage.checkpoint_every_n_steps=12",
+                        "stage.ensemble.head_epochs=0.5"], tmp_path))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["ens/phase1/steps"] == 12 and metrics["ens/phase1/reached_threshold"] == 0.0

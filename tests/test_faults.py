@@ -264,9 +264,8 @@ def _signal_mid_training(sweep: Path, signum: int) -> tuple[subprocess.Completed
     proc = subprocess.Popen([sys.executable, "run.py", "-m", "seed=0,1", *LONG, f"hydra.sweep.dir={sweep}"],
                             cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = sweep / "0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "job 0 never checkpointed"
+    while not last.exists():  # one that never checkpoints is stopped by the test's timeout (pyproject.toml)
+        assert proc.poll() is None, "the sweep ended before job 0 checkpointed"
         time.sleep(0.05)
     before = _ckpt_step(last)
     proc.send_signal(signum)
@@ -319,9 +318,8 @@ def test_under_ddp_a_signal_that_reaches_one_rank_stops_every_rank_at_the_same_s
         proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            deadline = time.monotonic() + 300
-            while not (out / "checkpoints" / "last.ckpt").exists():
-                assert proc.poll() is None and time.monotonic() < deadline, "the run never checkpointed"
+            while not (out / "checkpoints" / "last.ckpt").exists():  # else the test's timeout stops it
+                assert proc.poll() is None, "the run ended before it checkpointed"
                 time.sleep(0.05)
             ranks = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "run.py"], capture_output=True, text=True)
             rank1 = int(ranks.stdout.split()[0])

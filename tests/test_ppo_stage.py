@@ -19,8 +19,7 @@ KEYS = ("ppo/train/score", "ppo/train/kl", "ppo/train/weighted_kl", "ppo/train/b
         "ppo/train/clipfrac", "ppo/train/entropy", "ppo/train/value_loss", "ppo/train/explained_var",
         "ppo/test/judge_mean", "ppo/test/judge_mean_ref")
 
-# ppo_run (tests/conftest.py): one SMALL run per test process, shared with test_wandb_logger.py
-pytestmark = pytest.mark.xdist_group("ppo_run")
+# ppo_run (tests/conftest.py): one SMALL run per test process, its cache shared with test_wandb_logger.py
 
 
 def test_ppo_stage_writes_every_metric_and_file(ppo_run):

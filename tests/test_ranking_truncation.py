@@ -42,14 +42,14 @@ def test_the_same_text_twice_in_one_ranking_is_refused(tokenizer):
         check_truncation({"test": [row("a", "b", "a")]}, tokenizer, 32)
 
 
-def test_the_reward_stage_reports_the_count_and_refuses_a_row_the_cut_makes_one(tmp_path):
+def test_the_reward_stage_reports_the_count_and_refuses_a_row_the_cut_makes_one(tmp_path, fast_reward_run):
     import json
 
     from rcollapse.pipeline import run
     from tests.conftest import FAST_TRAINING, compose_config
 
-    run(compose_config(["utility=x", *FAST_TRAINING], tmp_path))
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # stage=reward, utility=x, FAST_TRAINING (tests/conftest.py)
+    metrics = json.loads((fast_reward_run("x") / "metrics.json").read_text())
     assert metrics["rm/data/truncated_train"] == 0 and metrics["rm/data/truncated_test"] == 0
     shared = " ".join(["word"] * 30)
     rows = [{"prompt": "p", "completions": [shared + " good", shared + " bad"], "ranking": [0, 1], "type": "open"}]

@@ -96,14 +96,11 @@ def test_the_readme_has_a_line_for_every_config_group():
 
 # ---- item: the docs' code runs ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def reward_run(tmp_path_factory) -> Path:
-    """A short stage=reward run (the tiny encoder), as run.py would leave it."""
-    from rcollapse.pipeline import run
-
-    tmp_path = tmp_path_factory.mktemp("reward_run")
-    run(compose_config(FAST_TRAINING, tmp_path))
-    return tmp_path / "run"
+@pytest.fixture
+def reward_run(fast_reward_run) -> Path:
+    """A short stage=reward run (the tiny encoder, the default utility), as run.py would leave it
+    (tests/conftest.py: FAST_TRAINING, one run per test process)."""
+    return fast_reward_run("logsigmoid")
 
 
 def test_the_reload_snippet_reproduces_the_runs_test_rewards(reward_run):

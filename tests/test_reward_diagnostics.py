@@ -17,8 +17,6 @@ from rcollapse.analysis.reward_diagnostics import (
     score_rows,
     within_prompt_spearman,
 )
-from rcollapse.pipeline import run
-from tests.conftest import FAST_TRAINING, compose_config
 
 
 def sigmoid(x):
@@ -116,10 +114,8 @@ def test_score_rows_rank_one_is_best():
     assert records[0]["logit"] == pytest.approx(math.log(0.7 / 0.3))
 
 
-def test_short_reward_run_writes_the_diagnostics(tmp_path):
-    cfg = compose_config(["utility=x", *FAST_TRAINING], tmp_path)
-    run(cfg)
-    out = tmp_path / "run"
+def test_short_reward_run_writes_the_diagnostics(fast_reward_run):
+    out = fast_reward_run("x")  # stage=reward, utility=x, FAST_TRAINING (tests/conftest.py)
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("test", "train"):
         for name in ("ece", "brier", "margin_mean", "length_spearman", "length_spearman_within_prompt",

@@ -19,10 +19,8 @@ EXPECTED_KEYS = {
 
 
 @pytest.mark.parametrize("utility", group_options("utility"))
-def test_short_training_run_for_every_utility(utility, tmp_path):
-    cfg = compose_config([f"utility={utility}", *FAST_TRAINING], tmp_path)
-    run(cfg)
-    out = tmp_path / "run"
+def test_short_training_run_for_every_utility(utility, fast_reward_run):
+    out = fast_reward_run(utility)  # stage=reward, utility=<utility>, FAST_TRAINING (tests/conftest.py)
     metrics = json.loads((out / "metrics.json").read_text())
     assert EXPECTED_KEYS <= set(metrics), EXPECTED_KEYS - set(metrics)
     assert all(isinstance(v, float) for k, v in metrics.items() if k != "cost/device")  # the one string

@@ -126,9 +126,8 @@ def test_a_preempted_job_is_requeued_and_resumes_from_its_last_checkpoint(tmp_pa
                              f"hydra.sweep.dir={sweep}"],
                             cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = sweep / "0"
-    deadline = time.monotonic() + 300
-    while _last_checkpoint_step(run_dir) < 10:
-        assert proc.poll() is None and time.monotonic() < deadline, "the job never checkpointed"
+    while _last_checkpoint_step(run_dir) < 10:  # a job that never gets there is stopped by the test's timeout
+        assert proc.poll() is None, "the job ended before its checkpoint at step 10"
         time.sleep(0.5)
     job = _status(run_dir)["slurm_job_id"]
     interrupted_at = _last_checkpoint_step(run_dir)

@@ -98,8 +98,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     last = interrupted / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
+    while proc.poll() is None:  # a run that never gets there is stopped by the test's timeout
         if last.exists() and 25 <= _checkpoint_step(last) < 60:
             os.killpg(proc.pid, signal.SIGKILL)  # mid-training, mid-epoch (6 steps per epoch)
             break

@@ -1,7 +1,5 @@
 """logger=wandb gives an offline W&B run holding the config, the metrics and the figures."""
 
-import pytest
-
 from rcollapse.pipeline import run
 from tests.conftest import FAST_TRAINING, compose_config
 from tests.wandb_records import run_contents_when_written as run_contents
@@ -27,7 +25,6 @@ def test_offline_wandb_run_has_config_metrics_and_images(tmp_path):
     assert len(images) >= 3
 
 
-@pytest.mark.xdist_group("ppo_run")
 def test_offline_wandb_run_of_the_ppo_stage_holds_its_metrics_and_sample_table(tmp_path, ppo_run):
     from tests.test_ppo_stage import SMALL as PPO_SMALL
 

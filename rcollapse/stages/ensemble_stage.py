@@ -202,7 +202,8 @@ def run_phase1(run: EnsembleRun, reward_model, datamodule) -> dict:
     with resuming_quietly(ckpt):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     summary = {"ens/phase1/steps": trainer.global_step, "ens/phase1/loss_ema": float(module.loss_ema),
-               "ens/phase1/reached_threshold": float(stop.reached or float(module.loss_ema) <= run.loss_threshold)}
+               "ens/phase1/reached_threshold": float(stop.reached or (run.loss_threshold is not None
+                                                                      and float(module.loss_ema) <= run.loss_threshold))}
     summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
     summary = {k.replace("ens/val/", "ens/phase1/val_"): v for k, v in summary.items()}
     if trainer.is_global_zero:
