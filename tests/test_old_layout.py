@@ -110,11 +110,17 @@ def test_an_old_ensemble_artifact_loads_and_scores_as_it_did():
 
 
 def test_the_report_reads_an_old_sweep(tmp_path, capsys):
+    """``python -m rcollapse.report`` on the old study's records: both arms told apart (from
+    each run's config, where the old layout spelled the arm ``variance_weighted``), the PPO table
+    and the risk comparison written."""
     from rcollapse.analysis.ppo_report import arm_of
-    from rcollapse.analysis.sweep_report import collect_runs
+    from rcollapse.analysis.sweep_report import collect_runs, main
 
     sweep = tmp_path / "sweep"
     shutil.copytree(FIXTURE / "sweep", sweep)
-    runs = collect_runs([sweep])
-    arms = sorted(arm_of(run) for run in runs.to_dict("records"))
-    assert arms == ["vanilla", "variance-aware"]
+    assert sorted(arm_of(run) for run in collect_runs([sweep]).to_dict("records")) == ["vanilla", "variance-aware"]
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "Risk at matched KL: variance-aware vs vanilla" in out and "unknown" not in out
+    study = json.loads((sweep / "ppo_study.json").read_text())
+    assert study  # the report's record of the comparison
