@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 DEMO_UTILITIES ?= x,x_inv,log,logsigmoid,adaptive
 
-.PHONY: help install demo study test test-e2e test-full test-slurm bench bench-gpu lint clean
+.PHONY: help install demo study test test-e2e test-full test-slurm bench bench-gpu real-shapes lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench: install  ## benchmarks: ratios measured side by side in one run
 
 bench-gpu: install  ## the GPU check at the papers' shapes (one GPU, <= 10 min): throughput and projected costs
 	$(PY) -m benchmarks.gpu_check --out outputs/gpu_check
+
+real-shapes: install  ## every real experiment end to end at its real widths (1 layer, local copies, CPU): s/step per width
+	$(PY) -m benchmarks.real_shapes --out outputs/real_shapes/$$(date +%Y-%m-%d_%H-%M-%S) $(REAL_SHAPES_ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

@@ -16,6 +16,12 @@ output dir (``outputs/diagnose/<date>/<time>/``):
   (1 = highest score within the prompt);
 - ``summary.txt`` (also printed), ``figures/profiles_by_group.png``, ``config_resolved.yaml``.
 
+``reward_model.trained_on`` (rankings | pairs; auto by the source) says how the model was trained:
+a ranking model's profile is that of ``sigmoid(f)`` and the verdict names the utility it behaves
+as if trained with; a pair-trained (Bradley–Terry) model's profile is the raw ``f``'s, free of the
+per-prompt offset it leaves arbitrary, and the verdict says what the collapse theory does and does
+not license for it, inferring no utility (:func:`verdict_record`).
+
 The definitions are those of :mod:`rcollapse.analysis.collapse_diagnosis`; the reward models that
 score live in :mod:`rcollapse.models.reward_scorers`. The steps: :func:`score` (the rows and the
 model's scores), :func:`measure` (collapse report, nearest candidates), then the writers.
@@ -24,6 +30,7 @@ model's scores), :func:`measure` (collapse report, nearest candidates), then the
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,26 +41,31 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.analysis.collapse_diagnosis import (
+    OUTPUTS,
+    TRAINED_ON,
     Candidate,
     TheoryCache,
     candidates_from_grid,
     collapse_report,
     consistent_candidates,
     group_labels,
+    model_profile,
     nearest_confidence,
     nearest_profiles,
-    normalised_profile,
     profile_asymmetry,
+    score_spread,
 )
 from rcollapse.analysis.collapse_metrics import pair_accuracy
 from rcollapse.analysis.diagnosis_plots import plot_profiles_by_group
 from rcollapse.config.resolvers import register_resolvers
-from rcollapse.models.reward_scorers import Scorer, build_scorer
+from rcollapse.models.reward_scorers import SOURCES, TRAINED_ON_BY_SOURCE, Scorer, build_scorer
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic, write_text_atomic
 
 register_resolvers()
 
 SPLITS = ("test", "train")
+TRAINED_ON_CHOICES = ("auto", *TRAINED_ON)
+OUTPUT_CHOICES = ("auto", *OUTPUTS)
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -139,6 +151,8 @@ class Settings:
     split: str
     group_by: str
     seed: int
+    trained_on: str  # rankings | pairs (reward_model.trained_on, auto resolved by the source)
+    output: str  # sigmoid | raw: which of the model's outputs makes the profile (reward_model.output)
 
 
 @dataclass
@@ -180,20 +194,48 @@ def read_settings(cfg: DictConfig) -> Settings:
     candidates = candidates_from_grid({name: grid[name] for name in classes})
     if not candidates:
         raise ValueError("diagnose.classes: give at least one candidate utility class")
+    trained_on, output = read_training(cfg.reward_model)
     return Settings(threshold, symmetrise, resamples, level, factor, candidates, str(d.split), str(d.group_by),
-                    int(cfg.seed))
+                    int(cfg.seed), trained_on, output)
+
+
+def read_training(rm: DictConfig) -> tuple[str, str]:
+    """``reward_model.trained_on`` (auto: by the source, :data:`TRAINED_ON_BY_SOURCE`) and
+    ``reward_model.output`` (auto: raw for a model trained on pairs, sigmoid for one trained on
+    rankings), checked together before any model is loaded."""
+    source, trained_on, output = str(rm.source), str(rm.get("trained_on", "auto")), str(rm.get("output", "auto"))
+    if source not in SOURCES:
+        raise ValueError(f"reward_model.source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if trained_on not in TRAINED_ON_CHOICES:
+        raise ValueError(f"reward_model.trained_on must be one of {', '.join(TRAINED_ON_CHOICES)}, got {trained_on!r}")
+    if output not in OUTPUT_CHOICES:
+        raise ValueError(f"reward_model.output must be one of {', '.join(OUTPUT_CHOICES)}, got {output!r}")
+    trained_on = TRAINED_ON_BY_SOURCE[source] if trained_on == "auto" else trained_on
+    output = ("raw" if trained_on == "pairs" else "sigmoid") if output == "auto" else output
+    model_profile([0.0, 1.0], trained_on, output)  # refuses sigmoid profiles of a pair-trained model
+    return trained_on, output
 
 
 # ---- score ---------------------------------------------------------------------------------------
 
 
 def score(cfg: DictConfig) -> tuple[list, Scorer, list[np.ndarray]]:
-    """The data set's rows, the reward model named by ``reward_model.*`` and its scores of every row."""
+    """The data set's rows, the reward model named by ``reward_model.*`` and its raw outputs ``f``
+    for every row (:mod:`rcollapse.models.reward_scorers`)."""
     rows = load_rows(cfg)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     scorer = build_scorer(cfg.reward_model, cfg.get("model"), accelerator)
     scores = [np.asarray(s, float) for s in scorer.score(rows)]
     return rows, scorer, scores
+
+
+def read_output(raw: np.ndarray, output: str) -> np.ndarray:
+    """The score diagnose reports (``per_prompt_scores.parquet``'s ``score``): ``sigmoid(f)`` or ``f``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * raw)) if output == "sigmoid" else raw
+
+
+def score_kind(scorer: Scorer, output: str) -> str:
+    return f"sigmoid({scorer.raw_kind}), in [0, 1]" if output == "sigmoid" else f"raw {scorer.raw_kind}"
 
 
 # ---- measure -------------------------------------------------------------------------------------
@@ -280,6 +322,8 @@ def _definitions(s: Settings) -> dict[str, str]:
         "nearest_told_apart": "the nearest candidate's share >= nearest_confidence.level and no other "
                               "candidate is consistent",
         "collapsed": f"between_group_distance < collapse_threshold ({s.threshold:g})",
+        "trained_on": "rankings: the utility is inferred (nearest_utility); pairs: a Bradley-Terry model, the "
+                      "profile is offset-free (the raw score's min-max) and no utility is inferred (nearest_shape)",
     }
 
 
@@ -289,7 +333,8 @@ def diagnosis_record(source: str, scorer: Scorer, scores: list[np.ndarray], m: M
     report = m.report
     return {
         "reward_model": {"source": source, "description": scorer.description,
-                         "score_kind": scorer.score_kind, "trained_utility": scorer.trained_utility},
+                         "score_kind": score_kind(scorer, s.output), "trained_on": s.trained_on,
+                         "trained_utility": scorer.trained_utility},
         "data": {"split": s.split, "num_prompts": len(scores),
                  "completions_per_prompt": {str(n): int(c) for n, c in
                                             zip(*np.unique([len(x) for x in scores], return_counts=True), strict=True)},
@@ -322,12 +367,45 @@ def diagnosis_record(source: str, scorer: Scorer, scores: list[np.ndarray], m: M
     }
 
 
+PAIRS_PROFILE = ("the raw score f min-max normalised within each prompt: free of the per-prompt offset "
+                 "c(x) that a model trained on pairs leaves arbitrary (f + c(x) fits its pairs as well)")
+PAIRS_LICENSE = ("what the collapse theory licenses for this model: its theorems (Song et al. 2023) are about one "
+                 "utility U summed over all pairs of each prompt's ranked completions, with a bounded reward "
+                 "R = sigmoid(f) in [0, 1]. A model trained on pairs with the Bradley-Terry loss is already the "
+                 "logsigmoid utility, applied to single pairs of an unbounded f, so its profile does not reveal "
+                 "a U it was trained with, and none is inferred here; what can be said is how its shape "
+                 "compares with logsigmoid's all-pairs prediction")
+
+
+def verdict_record(m: Measurement, s: Settings, spreads: list[float]) -> dict:
+    """``diagnose.json``'s verdict: for a ranking model the utility it behaves as if trained with;
+    for a pair-trained one no utility (``nearest_utility`` null), its profile's definition, the
+    nearest logsigmoid prediction and the nearest shape among all candidates, as a description."""
+    line = _nearest_line(m.nearest_all, m.confidence_all, s.level, m.consistent_all, s.factor)
+    if s.trained_on == "rankings":
+        return {"profile": "sigmoid(f) min-max normalised within each prompt" if s.output == "sigmoid"
+                else "the raw score f min-max normalised within each prompt",
+                "verdict": [f"this model behaves as if trained with {line}"]}
+    logsigmoid = [r for r in m.nearest_all if r["label"].startswith("logsigmoid")]
+    spread = float(np.median(spreads))
+    verdict = [f"trained on pairs (reward_model.trained_on=pairs): profile = {PAIRS_PROFILE}", PAIRS_LICENSE]
+    if logsigmoid:
+        verdict.append(f"beside logsigmoid's prediction: nearest {logsigmoid[0]['label']} (W1 {_fmt(logsigmoid[0]['w1'])}); "
+                       f"the median within-prompt spread of f is {spread:.3g}, and on the normalised profile the "
+                       f"Bradley-Terry loss is logsigmoid with scale = that spread")
+    verdict.append(f"shape only, no utility: the nearest candidate profile is that of {line.removeprefix('U = ')}")
+    return {"profile": PAIRS_PROFILE, "verdict": verdict, "nearest_utility": None, "nearest_utility_by_group": None,
+            "nearest_shape": m.nearest_all[0]["label"],
+            "nearest_shape_by_group": {g: r[0]["label"] for g, r in m.nearest_group.items()},
+            "nearest_logsigmoid": logsigmoid[0] if logsigmoid else None, "score_spread_median": spread}
+
+
 def summary_text(scorer: Scorer, result: dict, m: Measurement, s: Settings, top_k: int, output_dir: Path,
                  figure: Path) -> str:
     """``summary.txt`` (also printed): what was scored, the collapse verdict, the nearest utility."""
     report, between = m.report, m.report["between_group_distance"]
     lines = [f"reward-collapse diagnosis of {scorer.description}",
-             f"  scores: {scorer.score_kind}",
+             f"  scores: {score_kind(scorer, s.output)}; trained on {s.trained_on}",
              f"  data: {result['data']['num_prompts']} prompts of the {s.split} split, grouped by {s.group_by}; "
              f"pair accuracy {_fmt(result['pair_accuracy'])}"]
     if scorer.trained_utility is not None:
@@ -342,14 +420,20 @@ def summary_text(scorer: Scorer, result: dict, m: Measurement, s: Settings, top_
         lines.append(f"  between groups {pair.replace('|', ' vs ')}: W1 {_fmt(w)}")
     if m.collapsed is None:
         lines.append("  one group only: no between-group comparison")
+    elif s.trained_on == "pairs":  # the same shape is a fact; Theorem 1's cause (one U on rankings) is not
+        lines.append(f"  => the groups {'share one' if m.collapsed else 'differ in their'} profile shape (W1 "
+                     f"{_fmt(between)} {'<' if m.collapsed else '>='} {s.threshold:g}): a description of a "
+                     "pair-trained model, not the collapse theorem's")
     elif m.collapsed:
         lines.append(f"  => reward collapse: the groups share one profile shape (W1 {_fmt(between)} < {s.threshold:g})")
     else:
         lines.append(f"  => no collapse: the groups' profiles differ (W1 {_fmt(between)} >= {s.threshold:g})")
-    lines += ["", "  this model behaves as if trained with "
-                  f"{_nearest_line(m.nearest_all, m.confidence_all, s.level, m.consistent_all, s.factor)}"]
-    for g, ranked in m.nearest_group.items():
-        lines.append(f"    {g}: {_nearest_line(ranked, m.confidence_group[g], s.level, m.consistent_group[g], s.factor)}")
+    lines.append("")
+    for line in result["verdict"]:
+        lines += textwrap.wrap(line, 104, initial_indent="  ", subsequent_indent="    ")
+    if s.trained_on == "rankings":
+        for g, ranked in m.nearest_group.items():
+            lines.append(f"    {g}: {_nearest_line(ranked, m.confidence_group[g], s.level, m.consistent_group[g], s.factor)}")
     lines.append(f"  profiles {'symmetrised before matching' if s.symmetrise else 'matched as observed'}; "
                  f"asymmetry (no collapse solution has it) {_fmt(result['asymmetry'])}")
     lines.append("  candidates, nearest first: " + ", ".join(f"{r['label']} {_fmt(r['w1'])}"
@@ -365,8 +449,9 @@ def diagnose(cfg: DictConfig) -> dict:
     s = read_settings(cfg)
     write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    rows, scorer, scores = score(cfg)
-    profiles = [normalised_profile(x) for x in scores]
+    rows, scorer, raw = score(cfg)
+    profiles = [model_profile(f, s.trained_on, s.output) for f in raw]
+    scores = [read_output(f, s.output) for f in raw]
     groups = group_labels([row.openness for row in rows], s.group_by, cfg.diagnose.get("openness_bins"),
                           column_values(cfg, rows))
     m = measure(profiles, groups, s)
@@ -376,6 +461,7 @@ def diagnose(cfg: DictConfig) -> dict:
                                    f"{scorer.description}"[:110])
     top_k = int(cfg.diagnose.get("top_k", 5))
     result = diagnosis_record(str(cfg.reward_model.source), scorer, scores, m, s, str(figure.relative_to(output_dir)))
+    result.update(verdict_record(m, s, [score_spread(f) for f in raw]))
     write_json_atomic(output_dir / "diagnose.json", result, indent=2)
     summary = summary_text(scorer, result, m, s, top_k, output_dir, figure)
     write_text_atomic(output_dir / "summary.txt", summary)

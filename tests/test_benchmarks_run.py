@@ -52,3 +52,6 @@ def test_the_gpu_check_runs_at_smoke_sizes_and_writes_its_projections(tmp_path, 
     for section in ("collapse_longform", "ensemble_phase2", "ppo_policy"):
         assert saved[section]["check_s"] > 0 and section in results
     assert saved["ensemble_phase2"]["projected_phase2_min"] > 0
+    # the judge over IMDB's 25,000 test prompts (the policy's and the reference's responses) per policy
+    assert saved["judge_imdb_test"]["per_policy_min"] == pytest.approx(
+        2 * 25_000 / saved["judge_imdb_test"]["sequences_per_s"] / 60)

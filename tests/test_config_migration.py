@@ -97,19 +97,20 @@ datamodule:
   shuffle_seed: 0
   packing: false
 """,
+    # the site folder as the hub names it (issue 25 changed the value, not the layout)
     "stack_exchange_offline": """
 path: CACHE/stack_exchange_copy
-data_dir: data/apple
+data_dir: data/apple.stackexchange.com
 datamodule:
   _target_: rcollapse.data.ranking_datamodule.RankingDataModule
   source:
     _target_: rcollapse.data.stack_exchange.StackExchangeOfflineSource
     path: CACHE/stack_exchange_copy
     path_key: dataset.path
-    copy_sites: [apple]
+    copy_sites: [apple.stackexchange.com]
     copy_questions: 600
     copy_seed: 0
-    data_dir: data/apple
+    data_dir: data/apple.stackexchange.com
     num_answers: 5
     num_prompts: 128
     num_test: 16

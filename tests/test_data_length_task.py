@@ -244,3 +244,72 @@ def test_hub_probe_fails_fast_on_a_closed_port(monkeypatch):
     finally:
         hub_access._probe.cache_clear()
     assert calls == [(("127.0.0.1", 443), 1.0)]
+
+
+def _fits_by_hand(tokenizer, row, max_length):
+    """Plain reference: the row's (prompt, completion) inputs cut as the collator cuts them
+    (an encoder's pair, longest_first) are pairwise distinct."""
+    cut = [tuple(tokenizer(row.prompt, c, truncation="longest_first", max_length=max_length)["input_ids"])
+           for c in row.completions]
+    return len(set(cut)) == len(cut)
+
+
+def test_longform_length_drops_and_counts_the_rows_that_cannot_fit_and_trains(tmp_path, monkeypatch):
+    """dataset=longform_length on a LongForm-layout copy whose instructions run long (issue 25,
+    item 9): the tiny model (max_length 128) trains on the rows that fit, the first ones of the
+    kept pairs (train) and the last ones (test), each dropped row counted in metrics.json."""
+    import json
+
+    import datasets
+
+    from rcollapse.data.length_task import build_length_rows
+    from rcollapse.models.tiny_encoder import build_tiny_tokenizer
+    from rcollapse.pipeline import run
+    from tests.conftest import FAST_TRAINING, compose_config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_datasets")
+    pairs = generate_instruction_answer_pairs(40, seed=5, min_words=100, max_words=160)
+    filler = generate_instruction_answer_pairs(1, seed=9, min_words=150, max_words=150)[0][1]
+    # every third instruction carries a 150-word task input (as LongForm's NIv2 / BigBench rows do)
+    pairs = [(f"{p} {filler}" if k % 3 == 1 else p, a) for k, (p, a) in enumerate(pairs)]
+    root = tmp_path / "LongForm"
+    (root / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({"input": [p for p, _ in pairs], "output": [a for _, a in pairs],
+                                "source": ["synthetic"] * 40, "subset": ["s"] * 40}).to_parquet(
+        str(root / "data" / "train-00000-of-00001.parquet"))
+    tokenizer = build_tiny_tokenizer()
+    rows = build_length_rows(pairs, seed=0, id_prefix="longform")  # the source's rows (seed 0, p_open ½)
+    fitting = [r for r in rows if _fits_by_hand(tokenizer, r, 128)]
+    assert 8 <= len(rows) - len(fitting) and len(fitting) >= 20  # some rows cannot fit, most can
+    expected_dropped = sum(not _fits_by_hand(tokenizer, r, 128) for r in rows[: rows.index(fitting[15]) + 1])
+    expected_dropped += sum(not _fits_by_hand(tokenizer, r, 128) for r in rows[rows.index(fitting[-4]):])
+
+    cfg = compose_config(["dataset=longform_length", f"dataset.path={root}", "model=tiny",
+                          *[o for o in FAST_TRAINING if o != "dataset.num_test=8"], "dataset.num_test=4"], tmp_path)
+    assert cfg.model.max_length == 128
+    run(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["rm/data/longform_length/rows_dropped_too_long"] == expected_dropped > 0
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "completed"
+    cached = sorted((tmp_path / "cache" / "longform_length").glob("*-train.jsonl"))
+    assert len(cached) == 1
+    ids = [json.loads(line)["id"] for line in cached[0].read_text().splitlines()]
+    assert ids == [r.row_id for r in fitting[:16]]
+
+
+def test_the_offline_length_task_also_keeps_only_rows_that_fit():
+    """The offline twin takes the same rule: at a max_length its long cuts cannot fit, rows are
+    dropped and counted and the rows it gives all fit."""
+    from rcollapse.data.ranking_truncation import RowFit
+    from rcollapse.models.tiny_encoder import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    source = LengthOfflineSource(num_train=16, num_test=4, seed=0)
+    source.fit_rows_to(RowFit(tokenizer, 100))  # about half the generated rows fit 100 tokens
+    data = source.load()
+    assert (len(data["train"]), len(data["test"])) == (16, 4)
+    assert all(_fits_by_hand(tokenizer, r, 100) for r in data["train"] + data["test"])
+    assert source.stats["rows_dropped_too_long"] > 0
+    plain = LengthOfflineSource(num_train=16, num_test=4, seed=0)
+    assert plain.load() == LengthOfflineSource(num_train=16, num_test=4, seed=0).load()  # no check: unchanged
+    assert plain.stats == {"rows_dropped_too_long": 0}

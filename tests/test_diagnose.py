@@ -254,13 +254,17 @@ def _tiny_sequence_classifier(path: Path):
     tokenizer.save_pretrained(str(path))
 
 
-@pytest.mark.parametrize("output", ["sigmoid", "raw"])
-def test_a_hub_sequence_classifier_from_a_local_directory(tmp_path, output):
+@pytest.mark.parametrize("trained_on, output, kind", [("auto", "auto", "raw logit 0"), ("pairs", "raw", "raw logit 0"),
+                                                       ("rankings", "sigmoid", "sigmoid(logit 0)"),
+                                                       ("rankings", "auto", "sigmoid(logit 0)")])
+def test_a_hub_sequence_classifier_from_a_local_directory(tmp_path, trained_on, output, kind):
     _tiny_sequence_classifier(tmp_path / "rm")
     result = diagnose(compose_diagnose(["reward_model.source=hub", f"reward_model.name_or_path={tmp_path / 'rm'}",
-                                        f"reward_model.output={output}", *FAST_DATA, "diagnose.max_prompts=4",
-                                        "diagnose.classes=[x,log]"], tmp_path / "d"))
-    assert result["reward_model"]["score_kind"].startswith("sigmoid" if output == "sigmoid" else "raw")
+                                        f"reward_model.trained_on={trained_on}", f"reward_model.output={output}",
+                                        *FAST_DATA, "diagnose.max_prompts=4", "diagnose.classes=[x,log]"],
+                                       tmp_path / "d"))
+    assert result["reward_model"]["score_kind"].startswith(kind)
+    assert result["reward_model"]["trained_on"] == ("pairs" if trained_on == "auto" else trained_on)
     assert result["data"]["num_prompts"] == 4
 
 

@@ -55,7 +55,7 @@ def test_ensemble_stage_writes_table_figures_metrics_and_artifact(ensemble_run):
     scored = ensemble.score(["the movie"], ["was great ."])
     assert scored.scores.shape == (1, 4) and float(scored.variance[0]) > 0
     # the heads are normalised over the training responses, and the test evaluation used those scores
-    assert ensemble.meta["version"] == 2 and ensemble.meta["normalise_heads"] is True
+    assert ensemble.meta["version"] == 2 and ensemble.meta["ensemble_scale"] == "normalised"
     assert ensemble.meta["normalisation_responses"] == 2 * 768 == metrics["ens/phase2/normalisation_responses"]
     assert bool(ensemble.reward_model.normalisation.fitted)
     assert 0 < metrics["ens/phase2/head_std_min"] <= metrics["ens/phase2/head_std_max"]
@@ -64,6 +64,12 @@ def test_ensemble_stage_writes_table_figures_metrics_and_artifact(ensemble_run):
     variance = scores["chosen"].var(dim=1, unbiased=True)
     median = float(torch.quantile(variance.double(), 0.5))  # numpy's median: the middle two averaged
     assert median == pytest.approx(metrics["ens/test/var_chosen_median"], rel=1e-5)
+    # sigma^2 on both scales (stage.ensemble_scale=normalised reports the normalised one as var_chosen_median)
+    assert metrics["ens/test/var_chosen_median_normalised"] == pytest.approx(median, rel=1e-5)
+    norm = ensemble.meta["normalisation"]
+    raw = scores["chosen"].double() * torch.tensor(norm["std"]).double() + torch.tensor(norm["mean"]).double()
+    raw_median = float(torch.quantile(raw.var(dim=1, unbiased=True), 0.5))
+    assert metrics["ens/test/var_chosen_median_raw"] == pytest.approx(raw_median, rel=1e-4)
 
 
 def test_a_resumed_run_skips_the_finished_phase_one(ensemble_run, capsys):

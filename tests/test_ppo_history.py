@@ -181,3 +181,23 @@ def _saved(state, tmp_path):
     path = tmp_path / "state.pt"
     torch.save(state, path)
     return path
+
+
+def test_the_judge_scores_in_its_own_batches_and_the_history_can_judge_every_prompt():
+    """``judge.batch_size`` splits the judge's calls (the real judge's memory), not its scores;
+    ``stage.judge_num_prompts: null`` (every test prompt) reaches the history whole."""
+    from rcollapse.stages.ppo_stage import judge_prompts
+
+    module, prompts = _module(seed=2), _prompts(11, seed=3)
+    every = judge_prompts(prompts, None)
+    assert every == prompts
+    whole, chunked = CountingJudge(), CountingJudge()
+    chunked.batch_size = 4
+    a = PPOHistory(whole, every, judge_every_n_updates=1, judge_seed=5, batch_size=3).judged_responses(
+        module, module.policy.lm)
+    b = PPOHistory(chunked, every, judge_every_n_updates=1, judge_seed=5, batch_size=3).judged_responses(
+        module, module.policy.lm)
+    assert a.texts == b.texts and len(a.texts) == 11
+    assert [len(s) for s in whole.seen] == [11] and [len(s) for s in chunked.seen] == [4, 4, 3]
+    np.testing.assert_array_equal(a.gold, b.gold)
+    np.testing.assert_allclose(b.gold, CountingJudge().score(prompts, b.texts))

@@ -60,3 +60,25 @@ def test_the_reward_stage_reports_the_count_and_refuses_a_row_the_cut_makes_one(
                             f"dataset.test_path={tmp_path / 'test.jsonl'}", "model.max_length=16",
                             *[o for o in FAST_TRAINING if not o.startswith("dataset.num_")]],
                            tmp_path / "cut"))
+
+
+def test_row_fit_accepts_exactly_the_rows_the_check_lets_through(tokenizer):
+    """RowFit (what the project's own tasks drop rows by) is check_truncation's condition: a row
+    fits iff the check passes it, at the same max_length."""
+    from rcollapse.data.ranking_truncation import RowFit
+
+    shared = " ".join(["word"] * 30)
+    rows = [row("a b", "c d e"), row(" ".join(["word"] * 40), "short"), row(shared + " good", shared + " bad"),
+            row("a", "b", "a"), row("what " + shared, "so " + shared)]
+    for max_length in (16, 32, 256):
+        fit = RowFit(tokenizer, max_length)
+        for r in rows:
+            try:
+                check_truncation({"train": [r]}, tokenizer, max_length)
+                passed = True
+            except MalformedRowError:
+                passed = False
+            assert fit(r) == passed, (r, max_length)
+    assert not RowFit(tokenizer, 16)(rows[2]) and RowFit(tokenizer, 256)(rows[2])  # differ after 16 tokens
+    assert RowFit(tokenizer, 16).key != RowFit(tokenizer, 32).key  # the sources' caches tell them apart
+    assert RowFit(tokenizer, 16).key == RowFit(build_tiny_tokenizer(), 16).key

@@ -67,7 +67,8 @@ def inputs(vocab: int = 1000, batch: int = 2, length: int = 7):
 # ---- the real architectures, on the meta device ---------------------------------------------------
 
 def test_every_architecture_is_shipped():
-    assert architecture_names() == sorted(ARCHITECTURES)
+    # the four reward/policy backbones and the PPO judge's Llama-3-8B classifier (tests/test_real_shapes.py)
+    assert architecture_names() == sorted([*ARCHITECTURES, "fsfairx-llama3-rm"])
     for hub, name in [("microsoft/deberta-v3-base", "deberta-v3-base"), ("EleutherAI/gpt-neo-1.3B", "gpt-neo-1.3B"),
                       ("google/gemma-2b-it", "gemma-2b-it"), ("openai-community/gpt2", "gpt2")]:
         assert architecture_for(hub) == name and architecture_record(name)["hub_name"] == hub
@@ -342,15 +343,18 @@ def test_gpt_neo_group_full_fine_tuning_with_frozen_layers(local_decoders, tmp_p
         build_group("gpt_neo", tmp_path, [f"model.name_or_path={local_decoders['gpt_neo']}", "model.freeze_layers=9"])
 
 
-def test_gemma_group_keeps_the_chat_template_pads_right_and_loads_bfloat16(local_decoders, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gemma_group_keeps_the_chat_template_pads_right_and_loads_its_dtype(local_decoders, tmp_path, dtype):
+    """float32 master weights by default (the group trains them fully; bf16 compute comes from
+    trainer.precision=bf16-mixed); bfloat16 still loads, for frozen use, and scores in float32."""
     from rcollapse.data.preference_collator import PreferenceCollator
     from rcollapse.data.preference_pairs import PreferencePair
 
-    cfg, tokenizer, reward_model = build_group("gemma_2b", tmp_path,
-                                               [f"model.name_or_path={local_decoders['gemma_2b']}"])
-    assert cfg.model.dtype == "bfloat16" and cfg.model.gradient_checkpointing and cfg.model.lora is None
+    overrides = [f"model.name_or_path={local_decoders['gemma_2b']}"] + ([] if dtype == "float32" else [f"model.dtype={dtype}"])
+    cfg, tokenizer, reward_model = build_group("gemma_2b", tmp_path, overrides)
+    assert cfg.model.dtype == dtype and cfg.model.gradient_checkpointing and cfg.model.lora is None
     assert tokenizer.padding_side == "right" and tokenizer.chat_template == CHAT_TEMPLATE
-    assert {p.dtype for p in reward_model.backbone.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in reward_model.backbone.parameters()} == {getattr(torch, dtype)}
     assert gradient_checkpointing_enabled(reward_model.backbone)
     assert all(p.requires_grad for p in reward_model.parameters())  # the paper's full fine-tune
     collator = PreferenceCollator(tokenizer, max_length=64)

@@ -54,6 +54,26 @@ def test_theory_stage_measures_the_distance_on_the_gaps_that_round_away(tmp_path
     assert metrics["theory/ks_distance"] == pytest.approx(1 / 512, rel=1e-9)
 
 
+@pytest.mark.parametrize("utility, limit", [("log", {"a": 0.5, "b": 0.5}), ("x_inv", {}),
+                                             ("power", {"a": 0.25, "b": 0.25}), ("neg_power", {"a": 0.75, "b": 0.75})])
+def test_theory_limits_is_the_un_shifted_theory_within_ks_002_at_n_512(utility, limit, tmp_path):
+    """experiment=theory_limits (Fig. 2) solves the theory's un-shifted classes (eps = 0), whose
+    collapsed rewards at n = 512 sit within KS 0.02 of the Beta / uniform limit (issue 25, item 5);
+    the shifted grid (experiment=theory_limits_shifted, eps = 0.1) puts atoms at the ends and does not."""
+    cfg = compose_config(["experiment=theory_limits", f"utility={utility}"], tmp_path)
+    assert cfg.utility.eps == 0 and cfg.stage.theory.n == 512
+    run(cfg)
+    theory = json.loads((tmp_path / "run" / "theory.json").read_text())
+    assert theory["limit"]["params"] == limit and len(theory["rewards"]) == 512
+    assert theory["ks_distance"] < 0.02 and theory["w1_distance"] < 0.01
+    shifted = compose_config(["experiment=theory_limits_shifted", f"utility={utility}"], tmp_path / "shifted")
+    assert shifted.utility.eps == 0.1 and shifted.stage.theory.n == 512
+    run(shifted)
+    theory = json.loads((tmp_path / "shifted" / "run" / "theory.json").read_text())
+    assert theory["ks_distance"] > 0.09  # the shift's atoms at 0 and 1, not the theory
+    assert sum(d < 1e-9 for d in theory["distances_to_end"]) > 0.15 * 512
+
+
 @pytest.mark.parametrize("setting", ["high", "low"])
 def test_bandit_stage_reports_both_methods(setting, tmp_path):
     cfg = compose_config(["stage=bandit", f"stage.bandit.setting={setting}", "stage.bandit.num_draws=2000",

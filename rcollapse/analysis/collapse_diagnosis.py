@@ -53,6 +53,20 @@ logsigmoid(scale=8) are 0.0096 apart at n = 8, while a 400-step run's profile mo
 between validations 50 steps apart from step 200 on). So the **consistent set** lists every candidate whose distance
 is within ``factor`` (2) times the nearest's: the utilities the model's profile cannot tell from the
 nearest. Numpy, plus :mod:`rcollapse.maths.theory` / :mod:`rcollapse.maths.utilities` for the candidates.
+
+**Which scores make the profile** (:func:`model_profile`). The collapse theorems are about a
+model trained on rankings: the overall utility (Song et al. 2023, Eq. 1) sums ``U(R(x, y_i) −
+R(x, y_j))`` over all pairs ``i < j`` of each prompt's ranked completions, with ``R = sigmoid(f)``
+in [0, 1] (their Section 2.2); for such a model the profile is that of ``R``. A model trained on
+pairs with the Bradley–Terry loss (a hub reward model, each head of an ensemble) maximises
+``log sigmoid(f(x, y_w) − f(x, y_l))``, which is the logsigmoid utility applied to the raw,
+unbounded ``f``, one pair at a time: it fixes only differences of ``f`` within a prompt, and
+``f + c(x)`` is as good a model for any per-prompt offset ``c(x)``. ``sigmoid(f)`` followed by
+min–max normalisation depends on that arbitrary offset (the sigmoid is not affine), so for such a
+model the profile is that of the raw ``f``: min–max within the prompt, invariant to ``f + c(x)``
+(and to a positive per-prompt scale). Its utility is not inferred (it is logsigmoid by
+construction, and the theorems' premises, all pairs of a ranking and a bounded ``R``, do not hold);
+what the candidates' distances then describe is the profile's shape.
 """
 
 from __future__ import annotations
@@ -70,7 +84,13 @@ __all__ = [
     "normalised_profile", "pooled_profile", "dispersion", "collapse_report", "Candidate",
     "default_candidates", "candidates_from_grid", "TheoryCache", "nearest_profiles", "group_labels",
     "symmetrised_profile", "profile_asymmetry", "nearest_confidence", "consistent_candidates",
+    "TRAINED_ON", "OUTPUTS", "model_profile", "score_spread",
 ]
+
+# how the reward model was trained (diagnose's reward_model.trained_on) and which of its outputs is
+# read (reward_model.output): sigmoid(f) or the raw f
+TRAINED_ON = ("rankings", "pairs")
+OUTPUTS = ("sigmoid", "raw")
 
 
 # ---- profiles and the collapse index --------------------------------------------------------
@@ -91,6 +111,39 @@ def normalised_profile(scores) -> np.ndarray:
     if high - low <= 1e-12 * max(1.0, abs(high), abs(low)):
         return np.full(s.size, 0.5)
     return np.sort((s - low) / (high - low))[::-1].copy()
+
+
+def model_profile(raw_scores, trained_on: str = "rankings", output: str = "sigmoid") -> np.ndarray:
+    """The normalised profile of one prompt from the model's raw outputs ``f`` (a logit, head 0,
+    the heads' mean), as the model was trained (module docstring, "Which scores make the profile").
+
+    ``output="sigmoid"``: the profile of ``R = sigmoid(f)``, the reward a ranking model is trained
+    on (Song et al. 2023, Eq. 1 with ``R = sigmoid(f)``); allowed for ``trained_on="rankings"``
+    only. ``output="raw"``: the profile of ``f`` itself, ``(f − min f) / (max f − min f)``: unchanged
+    by ``f + c`` for any per-prompt constant ``c`` (and by ``a·f``, ``a > 0``), the only profile a
+    Bradley–Terry model (``trained_on="pairs"``) determines.
+    """
+    if trained_on not in TRAINED_ON:
+        raise ValueError(f"reward_model.trained_on must be one of {', '.join(TRAINED_ON)}, got {trained_on!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"reward_model.output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if trained_on == "pairs" and output == "sigmoid":
+        raise ValueError("reward_model.output=sigmoid with reward_model.trained_on=pairs: a model trained on "
+                         "pairs fixes only score differences within a prompt, and sigmoid(f) followed by min-max "
+                         "normalisation depends on the arbitrary per-prompt offset it leaves free; use "
+                         "reward_model.output=raw (or auto)")
+    f = np.asarray(raw_scores, float).ravel()
+    if output == "sigmoid":
+        f = 0.5 * (1.0 + np.tanh(0.5 * f))  # sigmoid(f), without overflow
+    return normalised_profile(f)
+
+
+def score_spread(raw_scores) -> float:
+    """``max f − min f`` of one prompt's raw scores: the width a pair-trained model gives its
+    completions. The Bradley–Terry objective on the normalised profile ``q`` of these scores is
+    ``Σ log sigmoid(S·(q_i − q_j))`` with ``S`` this spread (logsigmoid with ``scale = S``)."""
+    f = np.asarray(raw_scores, float).ravel()
+    return float(f.max() - f.min())
 
 
 def symmetrised_profile(profile) -> np.ndarray:

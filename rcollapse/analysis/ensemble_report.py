@@ -7,7 +7,8 @@
   subsets), written under it.
 - :func:`variance_by_section`: per pair, the sample variance over heads of the chosen reward
   and of the chosen − rejected difference.
-- :func:`ensemble_metrics`: the ``ens/test/*`` numbers for ``metrics.json``.
+- :func:`ensemble_metrics`: the ``ens/test/*`` numbers for ``metrics.json``;
+  :func:`variance_summary`: σ² on one scale (raw or normalised), both of which the stage reports.
 - :func:`write_accuracy_table`, :func:`plot_variance_histograms`: files beside the numbers.
 """
 
@@ -159,6 +160,20 @@ def ensemble_metrics(table: dict[str, dict[str, float]], variances: dict[str, di
         metrics[f"ens/test/{slug(section)}/var_chosen_median"] = float(np.median(v["chosen"]))
         metrics[f"ens/test/{slug(section)}/var_diff_median"] = float(np.median(v["difference"]))
     return metrics
+
+
+def variance_summary(chosen: torch.Tensor, rejected: torch.Tensor, scale: str) -> dict[str, float]:
+    """σ² of the test pairs on one scale (``raw`` or ``normalised``): ``ens/test/var_chosen_{median,
+    mean,p10,p90}_{scale}`` of the heads' sample variance (unbiased, as :func:`variance_by_section`)
+    of the chosen reward, the paper's Fig. 6 quantity (its raw range about 3–14, median above 3),
+    and ``ens/test/var_diff_median_{scale}`` of chosen − rejected."""
+    var_chosen = chosen.double().var(dim=1, unbiased=True).numpy()
+    var_diff = (chosen.double() - rejected.double()).var(dim=1, unbiased=True).numpy()
+    p10, p90 = np.percentile(var_chosen, [10, 90])
+    return {f"ens/test/var_chosen_median_{scale}": float(np.median(var_chosen)),
+            f"ens/test/var_chosen_mean_{scale}": float(var_chosen.mean()),
+            f"ens/test/var_chosen_p10_{scale}": float(p10), f"ens/test/var_chosen_p90_{scale}": float(p90),
+            f"ens/test/var_diff_median_{scale}": float(np.median(var_diff))}
 
 
 def write_accuracy_table(table: dict[str, dict[str, float]], csv_path: Path, markdown_path: Path,

@@ -94,6 +94,9 @@ FOLDED_KEYS: list[tuple[str, str, dict[object, object]]] = [
     # issue 24: vanilla PPO was stage.module.variance_weighted=false (w = 1), now kl_weight=one;
     # variance_weighted=true weighted by kl_weight (variance or std; variance before kl_weight existed)
     ("stage.module.variance_weighted", "stage.module.kl_weight", {False: "one", True: Keep("variance")}),
+    # issue 25: one scale key for everything that consumes an ensemble; normalise_heads=false
+    # reported the raw heads
+    ("stage.ensemble.normalise_heads", "stage.ensemble_scale", {True: "normalised", False: "raw"}),
 ]
 
 # keys the current layout adds that an old config lacks, with the value the old code used:
@@ -105,6 +108,13 @@ ADDED_NODES: list[tuple[str, object, str, tuple[str, ...]]] = [
      ("rcollapse.data.sources.LengthOfflineSource", "rcollapse.data.sources.LongFormLengthSource")),
     ("dataset.min_words", 100, "dataset.source._target_", ("rcollapse.data.sources.LengthOfflineSource",)),
     ("dataset.max_words", 160, "dataset.source._target_", ("rcollapse.data.sources.LengthOfflineSource",)),
+    # issue 25: before stage.ensemble_scale, PPO and the ensemble stage scored on the normalised scale
+    ("stage.ensemble_scale", "normalised", "stage.name", ("ppo", "ensemble")),
+    # issue 25: phase 1 ran stage.max_steps at a constant lr (no epoch-derived plan, no cosine)
+    ("stage.ensemble.epochs", None, "stage.name", ("ensemble",)),
+    ("stage.ensemble.lr_schedule", "constant", "stage.name", ("ensemble",)),
+    # issue 25: the judge's batches (generation and scoring) were 64 prompts
+    ("stage.judge_batch_size", 64, "stage.name", ("ppo",)),
 ]
 
 

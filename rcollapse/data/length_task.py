@@ -3,11 +3,16 @@
 From each instruction with a long answer (≥ 100 words, split on single spaces), a prompt is
 open-ended or closed-ended with p = ½; its eight completions are the answer's first L words for
 the type's lengths, and longer is better. The prompt carries the type's suffix.
+
+A row whose completions become one input after ``model.max_length`` tokens (a long instruction
+leaves too little room for the answers' cuts to differ) cannot be ranked: :func:`split_fitting`
+skips it, takes the next row in its place and counts it (the data module's
+:class:`~rcollapse.data.ranking_truncation.RowFit` decides).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -72,15 +77,40 @@ def build_length_rows(
     return validate_rows(raws, source=id_prefix)
 
 
+def split_fitting(
+    rows: Sequence[RankingRow], num_train: int, num_test: int, fits: Callable[[RankingRow], bool] | None = None
+) -> tuple[list, list, int]:
+    """Train = the first ``num_train`` rows, test = the last ``num_test`` (as the paper), taking
+    only rows for which ``fits`` is true (``None``: all). A row that does not fit is skipped and the
+    next one taken in its place; returns (train, test, the number of rows skipped)."""
+    if num_train < 1 or num_test < 1:
+        raise ValueError(f"dataset.num_train and dataset.num_test must be >= 1, got {num_train} and {num_test}")
+    train, test, dropped = [], [], 0
+    front, back = 0, len(rows) - 1
+    while len(train) < num_train and front <= back:
+        if fits is None or fits(rows[front]):
+            train.append(rows[front])
+        else:
+            dropped += 1
+        front += 1
+    while len(test) < num_test and back >= front:
+        if fits is None or fits(rows[back]):
+            test.append(rows[back])
+        else:
+            dropped += 1
+        back -= 1
+    if len(train) < num_train or len(test) < num_test:
+        unfit = f" ({dropped} of them do not fit model.max_length)" if dropped else ""
+        raise ValueError(
+            f"only {len(rows)} prompts with answers of >= {MIN_ANSWER_WORDS} words{unfit}; "
+            f"dataset.num_train={num_train} + dataset.num_test={num_test} needs more"
+        )
+    return train, test[::-1], dropped
+
+
 def split_train_test(
     rows: Sequence[RankingRow], num_train: int, num_test: int
 ) -> tuple[list, list]:
     """Train = the first ``num_train`` rows, test = the last ``num_test`` (as the paper)."""
-    if num_train < 1 or num_test < 1:
-        raise ValueError(f"dataset.num_train and dataset.num_test must be >= 1, got {num_train} and {num_test}")
-    if len(rows) < num_train + num_test:
-        raise ValueError(
-            f"only {len(rows)} prompts with answers of >= {MIN_ANSWER_WORDS} words; "
-            f"dataset.num_train={num_train} + dataset.num_test={num_test} needs more"
-        )
-    return list(rows[:num_train]), list(rows[len(rows) - num_test :])
+    train, test, _ = split_fitting(rows, num_train, num_test)
+    return train, test

@@ -53,13 +53,20 @@ class PromptsOfflineSource:
 
 class ImdbPromptsSource:
     """``prompt_unit`` (tokens | words), ``prompt_min_length`` and ``prompt_max_length``: how the
-    reviews are cut (the paper: 2-8 tokens)."""
+    reviews are cut (the paper: 2-8 tokens). ``num_train`` / ``num_test``: that many reviews of the
+    split in a seeded random order, or null for every review of it (the hub's ``train`` and ``test``
+    hold 25,000 each); the first ``k`` of the whole split's prompts are the ``num_test=k`` prompts."""
 
-    def __init__(self, path: str = "stanfordnlp/imdb", num_train: int | None = None, num_test: int = 1000,
+    def __init__(self, path: str = "stanfordnlp/imdb", num_train: int | None = None, num_test: int | None = None,
                  seed: int = 0, path_key: str = DATASET_PATH_KEY, prompt_unit: str = "tokens",
                  prompt_min_length: int = 2, prompt_max_length: int = 8):
         self.path, self.path_key = str(path), path_key
-        self.num_train, self.num_test, self.seed = num_train, int(num_test), int(seed)
+        for key, value in (("dataset.num_train", num_train), ("dataset.num_test", num_test)):
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{key} must be >= 1, or null for the whole split, got {value}")
+        self.num_train = None if num_train is None else int(num_train)
+        self.num_test = None if num_test is None else int(num_test)
+        self.seed = int(seed)
         if prompt_unit not in PROMPT_UNITS:
             raise ValueError(f"dataset.prompt_unit must be one of {', '.join(PROMPT_UNITS)}, got {prompt_unit!r}")
         if not 1 <= int(prompt_min_length) <= int(prompt_max_length):
@@ -72,7 +79,7 @@ class ImdbPromptsSource:
         if "text" not in table.column_names:
             raise MalformedRowError(f"{self.path} ({self.path_key}), split {split!r}: no 'text' column; "
                                     f"found {table.column_names}")
-        order = rng.permutation(len(table))[: count or len(table)]
+        order = rng.permutation(len(table))[: len(table) if count is None else count]
         if self.unit == "tokens":
             prompts = [cut_prompt_tokens(table[int(i)]["text"], tokenizer, rng, self.min_length, self.max_length)
                        for i in order]

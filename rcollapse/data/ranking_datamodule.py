@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from rcollapse.data.data_arguments import build_source
 from rcollapse.data.ranking_collator import RankingCollator
 from rcollapse.data.ranking_rows import RankingRow
-from rcollapse.data.ranking_truncation import check_truncation
+from rcollapse.data.ranking_truncation import RowFit, check_truncation
 from rcollapse.data.resumable_sampler import ResumableShuffleSampler
 
 
@@ -67,6 +67,11 @@ class RankingDataModule(L.LightningDataModule):
         super().__init__()
         self.source = build_source(source, source_args, type(self))
         self.tokenizer = tokenizer
+        # a task the project builds (length, StackExchange) builds only rows that fit max_length and
+        # counts the others; a user's own rows are checked in setup() and refused if they do not fit
+        fit_rows_to = getattr(self.source, "fit_rows_to", None)
+        if callable(fit_rows_to) and tokenizer is not None:
+            fit_rows_to(RowFit(tokenizer, max_length))
         # packing: padding-free batches (rcollapse/data/packed_batches.py), pack_length defaults to max_length
         self.collate = RankingCollator(tokenizer, max_length=max_length, packing=packing, pack_length=pack_length)
         self.packing = bool(packing)

@@ -8,15 +8,16 @@ import os
 from pathlib import Path
 
 from rcollapse.data.hub_access import DATASET_PATH_KEY, load_hub_dataset
-from rcollapse.data.length_task import MIN_ANSWER_WORDS, build_length_rows, split_train_test
+from rcollapse.data.length_task import MIN_ANSWER_WORDS, build_length_rows, split_fitting
 from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_ranking_row
 from rcollapse.data.synthetic_longform import generate_instruction_answer_pairs
+from rcollapse.runs.atomic_files import write_json_atomic
 
 # The config key that takes LongForm's hub name or a local directory
 # (conf/dataset/longform_length.yaml).
 PATH_KEY = DATASET_PATH_KEY
 # Bump when the construction changes, so that cached rows built the old way are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class LengthOfflineSource:
@@ -24,8 +25,13 @@ class LengthOfflineSource:
 
     ``num_train + num_test`` pairs are generated (answers of ``min_words..max_words`` words,
     ``min_words`` at least the task's 100 so that none is filtered out), built into rows
-    with the paper's rules and split first / last.
+    with the paper's rules and split first / last. Given a fit check (``fit_rows_to``, from the
+    data module: rows whose completions stay distinct after ``model.max_length``), rows that do not
+    fit are skipped and counted (``stats["rows_dropped_too_long"]``); more pairs are generated so
+    that ``num_train + num_test`` rows remain.
     """
+
+    stats_name = "length_offline"  # the reward stage's metrics: rm/data/<stats_name>/<count>
 
     def __init__(
         self,
@@ -44,18 +50,29 @@ class LengthOfflineSource:
         self.num_train, self.num_test = num_train, num_test
         self.seed, self.p_open = seed, p_open
         self.min_words, self.max_words = min_words, max_words
+        self.fit = None
+        self.stats: dict[str, int] = {}
+
+    def fit_rows_to(self, fit) -> None:
+        """Build only rows for which ``fit(row)`` is true (the data module's RowFit)."""
+        self.fit = fit
 
     def load(self) -> dict[str, list[RankingRow]]:
-        pairs = generate_instruction_answer_pairs(
-            self.num_train + self.num_test,
-            seed=self.seed,
-            min_words=self.min_words,
-            max_words=self.max_words,
-        )
-        rows = build_length_rows(
-            pairs, seed=self.seed, p_open=self.p_open, id_prefix="length_offline"
-        )
-        train, test = split_train_test(rows, self.num_train, self.num_test)
+        wanted = self.num_train + self.num_test
+        rows, spare = [], 0
+        while True:  # too few rows fit: generate more pairs (a new draw, deterministic for its size)
+            pairs = generate_instruction_answer_pairs(
+                wanted + spare, seed=self.seed, min_words=self.min_words, max_words=self.max_words
+            )
+            rows = build_length_rows(pairs, seed=self.seed, p_open=self.p_open, id_prefix="length_offline")
+            try:
+                train, test, dropped = split_fitting(rows, self.num_train, self.num_test, self.fit)
+                break
+            except ValueError:
+                if spare >= 4 * wanted:
+                    raise
+                spare = max(2 * spare, wanted // 4, 8)
+        self.stats = {"rows_dropped_too_long": dropped}
         return {"train": train, "test": test}
 
 
@@ -111,9 +128,18 @@ class LongFormLengthSource:
     ``path`` goes to ``datasets.load_dataset(path, split=split)``: the hub name, or a local
     directory holding the hub repo's files. Columns ``input`` and ``output`` are selected by
     name (others, e.g. ``source`` and ``subset``, are ignored). With ``cache_dir`` the built
-    rows are written there as JSONL, keyed by a hash of the arguments, and reused. ``path_key``
-    is the config key named in the offline error (where a local copy goes).
+    rows are written there as JSONL, keyed by a hash of the arguments (and of the fit check), and
+    reused, with their counts beside them. ``path_key`` is the config key named in the offline
+    error (where a local copy goes).
+
+    Given a fit check (``fit_rows_to``, from the data module), a row whose completions become one
+    input after ``model.max_length`` tokens (a long instruction: LongForm holds long NIv2 and
+    BigBench inputs) is dropped, the next one taken in its place, and counted:
+    ``stats["rows_dropped_too_long"]``, ``rm/data/longform_length/rows_dropped_too_long`` in
+    ``metrics.json``.
     """
+
+    stats_name = "longform_length"  # the reward stage's metrics: rm/data/<stats_name>/<count>
 
     def __init__(
         self,
@@ -131,9 +157,16 @@ class LongFormLengthSource:
         self.seed, self.p_open = seed, p_open
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.path_key = path_key
+        self.fit = None
+        self.stats: dict[str, int] = {}
 
-    def cache_files(self) -> tuple[Path, Path] | None:
-        """The (train, test) JSONL files of the cache, or None without ``cache_dir``."""
+    def fit_rows_to(self, fit) -> None:
+        """Build only rows for which ``fit(row)`` is true (the data module's RowFit)."""
+        self.fit = fit
+
+    def cache_files(self) -> tuple[Path, Path, Path] | None:
+        """The (train, test) JSONL files of the cache and its counts' JSON, or None without
+        ``cache_dir``."""
         if self.cache_dir is None:
             return None
         key = json.dumps(
@@ -146,11 +179,13 @@ class LongFormLengthSource:
                 self.num_train,
                 self.num_test,
                 MIN_ANSWER_WORDS,
+                self.fit.key if self.fit is not None else None,
             ]
         )
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         stem = f"longform_length-{digest}"
-        return self.cache_dir / f"{stem}-train.jsonl", self.cache_dir / f"{stem}-test.jsonl"
+        return (self.cache_dir / f"{stem}-train.jsonl", self.cache_dir / f"{stem}-test.jsonl",
+                self.cache_dir / f"{stem}-stats.json")
 
     def _load_pairs(self) -> list[tuple[str, str]]:
         table = load_hub_dataset(self.path, self.path_key, self.split)
@@ -164,32 +199,37 @@ class LongFormLengthSource:
         table = table.select_columns(["input", "output"])
         return [(row["input"], row["output"]) for row in table]
 
-    def _build(self) -> dict[str, list[RankingRow]]:
+    def _build(self) -> tuple[dict[str, list[RankingRow]], dict[str, int]]:
         rows = build_length_rows(
             self._load_pairs(), seed=self.seed, p_open=self.p_open, id_prefix="longform"
         )
-        train, test = split_train_test(rows, self.num_train, self.num_test)
-        return {"train": train, "test": test}
+        train, test, dropped = split_fitting(rows, self.num_train, self.num_test, self.fit)
+        return {"train": train, "test": test}, {"rows_dropped_too_long": dropped}
 
     def prepare(self) -> None:
         """Build and cache the rows if the cache lacks them (a data module's ``prepare_data``)."""
         files = self.cache_files()
         if files and not all(f.exists() for f in files):
-            self._write_cache(self._build(), files)
+            self._write_cache(*self._build(), files)
 
     @staticmethod
-    def _write_cache(data: dict[str, list[RankingRow]], files: tuple[Path, Path]) -> None:
+    def _write_cache(data: dict[str, list[RankingRow]], stats: dict[str, int], files: tuple[Path, ...]) -> None:
         files[0].parent.mkdir(parents=True, exist_ok=True)
         _rows_to_jsonl(data["train"], files[0])
         _rows_to_jsonl(data["test"], files[1])
+        write_json_atomic(files[2], stats)
 
     def load(self) -> dict[str, list[RankingRow]]:
         files = self.cache_files()
         if files and all(f.exists() for f in files):
+            self.stats = {k: int(v) for k, v in json.loads(files[2].read_text()).items()}
             return {"train": read_jsonl_rows(files[0]), "test": read_jsonl_rows(files[1])}
-        data = self._build()
+        data, self.stats = self._build()
         if files:
-            self._write_cache(data, files)
+            self._write_cache(data, self.stats, files)
+        if self.stats["rows_dropped_too_long"]:
+            print(f"longform_length: {self.stats['rows_dropped_too_long']} row(s) dropped: their completions are "
+                  "identical after model.max_length tokens (the next rows taken in their place)")
         return data
 
 

@@ -20,6 +20,11 @@ prompt-aware utility (``utility=adaptive``) uses its open branch for every promp
 had exactly ``num_answers`` answers, had tied scores, were dropped and why, and were kept; the
 reward stage writes them to the run's metrics as ``rm/data/stack_exchange/<name>``, and ``load()``
 prints them on one line.
+
+**Rows that fit.** Given a fit check (``fit_rows_to``, from the data module), a question whose
+answers become one input after ``model.max_length`` tokens (a long question leaves too little room
+for long answers to differ) is skipped like one with unusable text, the next candidate taken in its
+place, and counted (``rows_dropped_too_long``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,12 @@ from rcollapse.data.hub_access import (
     data_unavailable_message,
     require_hub_or_local,
 )
-from rcollapse.data.ranking_rows import MalformedRowError, RankingRow, validate_rows
+from rcollapse.data.ranking_rows import (
+    MalformedRowError,
+    RankingRow,
+    validate_ranking_row,
+    validate_rows,
+)
 from rcollapse.runs.atomic_files import write_json_atomic
 
 HUB_NAME = "HuggingFaceH4/stack-exchange-preferences"
@@ -50,7 +60,7 @@ TIES = ("break", "drop")
 COLUMNS = ("qid", "question", "answers")  # read by name; others (date, metadata, ...) are ignored
 ANSWER_FIELDS = ("answer_id", "pm_score", "selected", "text")
 # Bump when the construction changes, so that cached rows built the old way are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SCAN_BATCH = 4096
 
 # Tags after which text continues as a new block (a space in the plain text).
@@ -118,6 +128,7 @@ def _empty_stats() -> dict[str, int]:
         "tied_pairs": 0,                # tied pairs in the questions with num_answers answers
         "questions_dropped_ties": 0,    # ties="drop": the questions with ties
         "questions_dropped_text": 0,    # examined, dropped: empty or duplicate text once stripped
+        "rows_dropped_too_long": 0,     # examined, dropped: answers identical after model.max_length tokens
         "questions_kept": 0,            # train + test
         "train_prompts": 0,
         "test_prompts": 0,
@@ -130,7 +141,8 @@ class StackExchangeRankingSource:
 
     ``path`` goes to ``datasets.load_dataset(path, data_dir=data_dir, split=split)``: the hub
     name, or a local directory holding the hub repo's files in the same layout (``README.md``,
-    ``data/<site>/train-*.parquet``). ``data_dir="data/<site>"`` reads one site; ``None`` reads
+    ``data/<site>/train-*.parquet``, ``<site>`` the site's domain: ``data/apple.stackexchange.com``,
+    ``data/askubuntu.com``, ...). ``data_dir="data/<site>"`` reads one site; ``None`` reads
     every site (about 22 GB, warned). Columns ``qid``, ``question`` and ``answers`` are selected by
     name; others are ignored.
 
@@ -150,7 +162,7 @@ class StackExchangeRankingSource:
     def __init__(
         self,
         path: str = HUB_NAME,
-        data_dir: str | None = "data/apple",
+        data_dir: str | None = "data/apple.stackexchange.com",
         num_answers: int = 5,
         num_prompts: int = 128,
         num_test: int = 16,
@@ -183,6 +195,11 @@ class StackExchangeRankingSource:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.path_key, self.alternative = path_key, alternative
         self.stats: dict[str, int] = {}
+        self.fit = None
+
+    def fit_rows_to(self, fit) -> None:
+        """Build only rows for which ``fit(row)`` is true (the data module's RowFit)."""
+        self.fit = fit
 
     # ---- loading the table -----------------------------------------------------------------------
 
@@ -208,7 +225,7 @@ class StackExchangeRankingSource:
             raise DataUnavailableError(self._site_hint(str(err))) from None  # the same error, one site named
         if self.data_dir is None:
             warnings.warn(f"{self.path}: dataset.data_dir is null, so every site is read (about 22 GB for the hub "
-                          "data set); set dataset.data_dir=data/<site> to read one", stacklevel=2)
+                          "data set); set dataset.data_dir=data/<site> (the site's domain, e.g. data/askubuntu.com) to read one", stacklevel=2)
         elif Path(source).is_dir() and not (Path(source) / self.data_dir).is_dir():
             raise self._unavailable(f"the local copy has no folder {self.data_dir!r} (dataset.data_dir); its sites are "
                                     f"{sorted(p.name for p in (Path(source) / 'data').glob('*') if p.is_dir())}")
@@ -317,6 +334,9 @@ class StackExchangeRankingSource:
             if built is None:
                 stats["questions_dropped_text"] += 1
                 continue
+            if self.fit is not None and not self.fit(validate_ranking_row(built[0], where, self._where())):
+                stats["rows_dropped_too_long"] += 1
+                continue
             raws.append(built[0])
             broken += built[1]
             if len(raws) == wanted:
@@ -339,7 +359,8 @@ class StackExchangeRankingSource:
         if self.cache_dir is None:
             return None
         key = json.dumps([CACHE_VERSION, self.path, self.data_dir, self.split, self.num_answers, self.num_prompts,
-                          self.num_test, self.ties, self.seed, self.max_chars, self.openness, self._fingerprint()])
+                          self.num_test, self.ties, self.seed, self.max_chars, self.openness, self._fingerprint(),
+                          self.fit.key if self.fit is not None else None])
         return self.cache_dir / f"stack_exchange-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
     def _write_cache(self, data: dict[str, list[RankingRow]], stats: dict[str, int], file: Path) -> None:
@@ -382,7 +403,8 @@ class StackExchangeRankingSource:
         return (f"stack_exchange {self.data_dir or 'all sites'}: {s['questions_seen']} questions seen, "
                 f"{s['questions_with_n_answers']} with exactly {self.num_answers} answers "
                 f"({s['tied_pairs']} tied pairs in {s['questions_with_ties']} of them; ties={self.ties}: {handled}), "
-                f"{s['questions_dropped_text']} skipped for empty/duplicate text, kept {s['questions_kept']} "
+                f"{s['questions_dropped_text']} skipped for empty/duplicate text, {s.get('rows_dropped_too_long', 0)} "
+                f"as too long for model.max_length, kept {s['questions_kept']} "
                 f"({s['train_prompts']} train + {s['test_prompts']} test)")
 
 

@@ -2,7 +2,8 @@
 
 The copy is what the real loader (:class:`rcollapse.data.stack_exchange.StackExchangeRankingSource`)
 reads offline: ``README.md`` with a ``configs`` block (one split, ``train``) and
-``data/<site>/train-00000-of-00001.parquet`` per site, with the real columns and types (SPEC
+``data/<site>/train-00000-of-00001.parquet`` per site (``<site>`` the site's domain, as the hub
+names its folders: ``data/apple.stackexchange.com``, ``data/askubuntu.com``), with the real columns and types (SPEC
 section 5): ``qid`` int64, ``question`` (HTML), ``date``, ``metadata`` (list of str) and
 ``answers``, a list of {``answer_id`` int64, ``author``, ``author_id`` int64, ``author_profile``,
 ``pm_score`` int64, ``selected`` bool, ``text`` (HTML)}.
@@ -156,7 +157,7 @@ def _site_rows(site: str, num_questions: int, rng: np.random.Generator, seed: in
                 "answer_id": answer_id,
                 "author": f"user{author_id}",
                 "author_id": author_id,
-                "author_profile": f"https://{site}.stackexchange.com/users/{author_id}",
+                "author_profile": f"https://{site}/users/{author_id}",
                 "pm_score": score,
                 "selected": k == accepted,
                 "text": _answer_html(rng, words, score, code_words),
@@ -167,23 +168,24 @@ def _site_rows(site: str, num_questions: int, rng: np.random.Generator, seed: in
             "question": question,
             "answers": answers,
             "date": f"{year}/{month:02d}/{day:02d}",
-            "metadata": [f"https://{site}.stackexchange.com/questions/{qid}", f"https://{site}.stackexchange.com",
-                         f"https://{site}.stackexchange.com/users/{int(rng.integers(1, 100_000))}/"],
+            "metadata": [f"https://{site}/questions/{qid}", f"https://{site}",
+                         f"https://{site}/users/{int(rng.integers(1, 100_000))}/"],
         })
     return rows
 
 
-def write_stack_exchange_copy(directory: str | Path, sites: Sequence[str] = ("apple",), num_questions: int = 600,
+def write_stack_exchange_copy(directory: str | Path, sites: Sequence[str] = ("apple.stackexchange.com",), num_questions: int = 600,
                               seed: int = 0) -> Path:
     """Write a local copy of ``HuggingFaceH4/stack-exchange-preferences`` under ``directory``:
     ``num_questions`` generated questions per site (2..8 answers each), deterministic for
-    ``seed``. Returns ``directory`` (pass it as ``dataset.path``, a site as
-    ``dataset.data_dir=data/<site>``)."""
+    ``seed``. A site is named as the hub repo names its folder, by the site's domain
+    (``apple.stackexchange.com``, ``askubuntu.com``). Returns ``directory`` (pass it as
+    ``dataset.path``, a site as ``dataset.data_dir=data/<site>``)."""
     if num_questions < 1:
         raise ValueError(f"num_questions must be >= 1, got {num_questions}")
     sites = [str(s) for s in sites]
     if not sites or any(not s or "/" in s for s in sites):
-        raise ValueError(f"sites must be non-empty folder names (e.g. ['apple']), got {sites}")
+        raise ValueError(f"sites must be non-empty folder names (the site's domain, e.g. ['apple.stackexchange.com']), got {sites}")
     rows_by_site = {}
     for k, site in enumerate(sites):
         rng = np.random.default_rng([seed, k])

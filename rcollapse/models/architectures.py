@@ -30,7 +30,8 @@ DEVICES = ("meta", "cpu", "cuda")
 
 
 def architecture_names() -> list[str]:
-    """Every architecture shipped (the JSON files' stems): deberta-v3-base, gemma-2b-it, gpt-neo-1.3B, gpt2."""
+    """Every architecture shipped (the JSON files' stems): deberta-v3-base, fsfairx-llama3-rm (the PPO
+    judge's Llama-3-8B sequence classifier), gemma-2b-it, gpt-neo-1.3B, gpt2."""
     return sorted(p.stem for p in ARCHITECTURE_DIR.glob("*.json"))
 
 
@@ -53,6 +54,7 @@ ARCHITECTURE_OF_HUB_NAME = {
     "google/gemma-2b-it": "gemma-2b-it",
     "openai-community/gpt2": "gpt2",
     "gpt2": "gpt2",
+    "sfairXC/FsfairX-LLaMA3-RM-v0.1": "fsfairx-llama3-rm",
 }
 
 
@@ -86,9 +88,11 @@ def _auto_class(name: str, causal_lm: bool | None):
 
 
 def build_from_config(config, device: str | torch.device = "meta", dtype: torch.dtype | str = torch.float32,
-                      causal_lm: bool = False) -> nn.Module:
+                      causal_lm: bool = False, auto_class: str | None = None) -> nn.Module:
     """A randomly initialised model of ``config`` built directly on ``device`` in ``dtype``
-    (``meta``: parameters without storage, nothing initialised or allocated)."""
+    (``meta``: parameters without storage, nothing initialised or allocated); ``auto_class`` (a
+    ``transformers`` Auto class name, e.g. AutoModelForSequenceClassification) overrides ``causal_lm``."""
+    import transformers
     from transformers import AutoModel, AutoModelForCausalLM
 
     from rcollapse.models.backbone_options import dtype_kwargs, resolve_dtype
@@ -96,7 +100,7 @@ def build_from_config(config, device: str | torch.device = "meta", dtype: torch.
     device = torch.device(device)
     if device.type not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device}")
-    auto = AutoModelForCausalLM if causal_lm else AutoModel
+    auto = getattr(transformers, auto_class) if auto_class else AutoModelForCausalLM if causal_lm else AutoModel
     with torch.device(device):
         model = auto.from_config(config, **dtype_kwargs(resolve_dtype(dtype, "dtype")))
     return model
@@ -112,7 +116,8 @@ def build_from_architecture(name: str, device: str | torch.device = "meta", dtyp
     auto = _auto_class(name, causal_lm)
     if causal_lm and config.model_type == "deberta-v2":
         raise ValueError(f"{name} is an encoder: it has no causal-LM form (causal_lm=False)")
-    return build_from_config(config, device, dtype, causal_lm=auto.__name__ == "AutoModelForCausalLM")
+    return build_from_config(config, device, dtype, causal_lm=auto.__name__ == "AutoModelForCausalLM",
+                             auto_class=auto.__name__)
 
 
 def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
@@ -135,6 +140,8 @@ _TINY = {
     "gemma": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 1,
               "head_dim": 8, "num_hidden_layers": 4, "vocab_size": 1000, "max_position_embeddings": 128},
     "gpt2": {"n_embd": 32, "n_head": 4, "n_layer": 4, "vocab_size": 1000, "n_positions": 128, "n_ctx": 128},
+    "llama": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "num_hidden_layers": 4, "vocab_size": 1000, "max_position_embeddings": 128, "pad_token_id": None},
 }
 
 

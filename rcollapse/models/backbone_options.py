@@ -310,6 +310,31 @@ def apply_backbone_options(model: nn.Module, dtype="float32", gradient_checkpoin
     return freeze_lower_layers(model, freeze_layers, f"{prefix}.freeze_layers")
 
 
+# The transformer layer class of each real backbone's architecture (module, class name): the units
+# in which Lightning's FSDPStrategy shards a model (hardware=a40x4_fsdp), one layer at a time.
+TRANSFORMER_LAYERS: dict[str, tuple[str, str]] = {
+    "gemma": ("transformers.models.gemma.modeling_gemma", "GemmaDecoderLayer"),
+    "gpt_neo": ("transformers.models.gpt_neo.modeling_gpt_neo", "GPTNeoBlock"),
+    "gpt2": ("transformers.models.gpt2.modeling_gpt2", "GPT2Block"),
+    "llama": ("transformers.models.llama.modeling_llama", "LlamaDecoderLayer"),
+    "deberta-v2": ("transformers.models.deberta_v2.modeling_deberta_v2", "DebertaV2Layer"),
+}
+
+
+def transformer_layer_classes(model_types: list[str] | None = None) -> set[type]:
+    """The layer classes of ``model_types`` (default: every real backbone's, :data:`TRANSFORMER_LAYERS`),
+    for ``FSDPStrategy(auto_wrap_policy=...)``: each instance becomes one FSDP unit, the rest of the
+    model (embeddings, final norm, heads) the root unit."""
+    import importlib
+
+    unknown = sorted(set(model_types or ()) - set(TRANSFORMER_LAYERS))
+    if unknown:
+        raise BackboneOptionError(f"transformer_layer_classes (the FSDP wrap policy of the hardware file): unknown "
+                                  f"model types {unknown}; known: {', '.join(TRANSFORMER_LAYERS)}")
+    return {getattr(importlib.import_module(module), name)
+            for key, (module, name) in TRANSFORMER_LAYERS.items() if model_types is None or key in model_types}
+
+
 def trainable_parameter_count(model: nn.Module) -> int:
     """Parameters (each shared tensor once) that require a gradient."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

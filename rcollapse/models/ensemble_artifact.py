@@ -5,8 +5,17 @@ heads) and ``ensemble.json`` (number of heads, their initialisation seeds, pooli
 length, ``normalisation``: each head's ``mean`` and ``std`` over the training responses, and
 ``head_features``: the pooled features each head reads, null when every head reads all).
 :func:`load_ensemble` gives a :class:`RewardEnsemble` whose :meth:`~RewardEnsemble.score`
-returns every head's normalised reward ``(s_k − mean_k) / std_k`` and their mean and sample
-variance for (prompt, response) texts.
+returns every head's reward and their mean and sample variance σ² for (prompt, response) texts,
+on one of two scales (:data:`SCALES`, the config key ``stage.ensemble_scale``):
+
+- ``raw``: the heads as trained, ``s_k``: the uncertainty-aware RLHF paper's scale (its Fig. 6:
+  σ² of the chosen reward about 3–14; its β = 0.05 multiplies that σ², its vanilla β = 0.2 a
+  raw head's reward). A head's offset, which the pairwise loss never trains, is part of σ² here.
+- ``normalised``: ``z_k = (s_k − mean_k) / std_k``, each head z-scored over the training
+  responses: σ² = 1 − (mean correlation between heads) on average, at most 2.
+
+Both come from the same forward (``z`` is the affine image of ``s``), with σ² the unbiased
+sample variance over heads on either scale (:func:`~rcollapse.models.reward_model.reward_output`).
 
 Version 2 added the normalisation. A version-1 artifact is refused (:class:`OutdatedArtifactError`):
 its heads' rewards carry untrained offsets, so their variance measures the offsets more than
@@ -23,10 +32,20 @@ import torch
 
 import rcollapse.models.ngram_encoder  # noqa: F401  (registers the ngram backbone with AutoModel)
 from rcollapse.data.preference_collator import PreferenceCollator
-from rcollapse.models.reward_model import RewardModel, RewardOutput
+from rcollapse.models.reward_model import RewardModel, RewardOutput, reward_output
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
 
 ARTIFACT_VERSION = 2
+# the scales an ensemble scores on (stage.ensemble_scale): the heads as trained, or z-scored
+SCALES = ("raw", "normalised")
+
+
+def check_scale(scale: str, key: str = "stage.ensemble_scale") -> str:
+    """``scale`` if it is one of :data:`SCALES`, else a ValueError naming ``key``."""
+    if scale not in SCALES:
+        raise ValueError(f"{key} must be one of {', '.join(SCALES)} (raw: the heads as trained, the paper's "
+                         f"scale; normalised: each head z-scored over the training responses), got {scale!r}")
+    return scale
 
 
 class OutdatedArtifactError(ValueError):
@@ -91,13 +110,15 @@ def read_ensemble_meta(path: str | Path) -> dict:
 
 class RewardEnsemble:
     """A loaded ensemble: ``score(prompts, responses)`` → :class:`RewardOutput` (scores [N, k],
-    every head's normalised reward; mean [N], variance [N] over heads)."""
+    every head's reward on ``scale``, :data:`SCALES`; mean [N], variance [N] over heads)."""
 
-    def __init__(self, reward_model: RewardModel, tokenizer, max_length: int, meta: dict):
+    def __init__(self, reward_model: RewardModel, tokenizer, max_length: int, meta: dict,
+                 scale: str = "normalised"):
         self.reward_model = reward_model.eval()
         self.tokenizer = tokenizer
         self.collate = PreferenceCollator(tokenizer, max_length)
         self.meta = meta
+        self.scale = check_scale(scale)
 
     @property
     def num_heads(self) -> int:
@@ -108,17 +129,24 @@ class RewardEnsemble:
         return self
 
     @torch.no_grad()
-    def score(self, prompts: list[str], responses: list[str], batch_size: int = 64) -> RewardOutput:
+    def score(self, prompts: list[str], responses: list[str], batch_size: int = 64,
+              scale: str | None = None) -> RewardOutput:
+        """Every head's reward, their mean and sample variance, on ``scale`` (None: the ensemble's
+        own, set at :func:`load_ensemble`): ``raw`` the heads as trained, ``normalised`` z-scored."""
+        scale = self.scale if scale is None else check_scale(scale, "scale")
         device = next(self.reward_model.parameters()).device
+        model = self.reward_model
         parts = []
         for start in range(0, len(prompts), batch_size):
             batch = self.collate.encode(prompts[start:start + batch_size], responses[start:start + batch_size])
-            parts.append(self.reward_model(**{k: v.to(device) for k, v in batch.items()}))
-        scores = torch.cat([p.scores for p in parts])
-        return RewardOutput(scores, torch.cat([p.mean for p in parts]), torch.cat([p.variance for p in parts]))
+            features = model.features(**{k: v.to(device) for k, v in batch.items()})
+            parts.append(model.raw_head_scores(features) if scale == "raw" else model.head_scores(features))
+        return reward_output(torch.cat(parts))
 
 
-def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> RewardEnsemble:
+def load_ensemble(path: str | Path, device: str | torch.device = "cpu", scale: str = "normalised") -> RewardEnsemble:
+    """The saved ensemble at ``path`` on ``device``, scoring on ``scale`` (:data:`SCALES`) unless
+    :meth:`RewardEnsemble.score` is given another."""
     from transformers import AutoModel, AutoTokenizer
 
     path = Path(path)
@@ -140,4 +168,4 @@ def load_ensemble(path: str | Path, device: str | torch.device = "cpu") -> Rewar
         for k, indices in enumerate(meta["head_features"]):
             mask[k, indices] = 1
         model.set_feature_mask(mask)
-    return RewardEnsemble(model, tokenizer, int(meta["max_length"]), meta).to(device)
+    return RewardEnsemble(model, tokenizer, int(meta["max_length"]), meta, scale=scale).to(device)

@@ -34,6 +34,14 @@ class RewardOutput(NamedTuple):
     variance: torch.Tensor
 
 
+def reward_output(scores: torch.Tensor) -> RewardOutput:
+    """:class:`RewardOutput` of the heads' scores [S, k]: their mean and their sample variance over
+    heads (unbiased, k − 1 in the denominator; 0 for one head), the σ² of the uncertainty-aware
+    RLHF paper's Section 4 (Fig. 6) and of its PPO penalty (Section 5)."""
+    variance = scores.var(dim=1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
+    return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)
+
+
 def pool_hidden_states(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """Reduce ``hidden`` [S, L, H] to [S, H]: first token, masked mean, or last real token (the
     last position the mask attends, whichever side the tokenizer pads)."""
@@ -61,6 +69,10 @@ class HeadNormalisation(nn.Module):
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         return (scores - self.mean.to(scores.dtype)) / self.std.to(scores.dtype)
+
+    def inverse(self, normalised: torch.Tensor) -> torch.Tensor:
+        """The heads' raw scores ``s = z · std + mean`` back from normalised ones ``z`` [S, k]."""
+        return normalised * self.std.to(normalised.dtype) + self.mean.to(normalised.dtype)
 
     @torch.no_grad()
     def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -170,9 +182,7 @@ class RewardModel(nn.Module):
                                           for i in range(0, features.size(0), batch_size)]))
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> RewardOutput:
-        scores = self.head_scores(self.features(input_ids, attention_mask, token_type_ids))
-        variance = scores.var(dim=1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
-        return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)
+        return reward_output(self.head_scores(self.features(input_ids, attention_mask, token_type_ids)))
 
     # ---- packed (padding-free) forward: rcollapse/data/packed_batches.py ----------------------------
     def packed_features(self, packed: dict) -> torch.Tensor:
@@ -193,9 +203,7 @@ class RewardModel(nn.Module):
 
     def packed_forward(self, packed: dict) -> RewardOutput:
         """:meth:`forward` for a packed batch: the same outputs, per sequence, in the original order."""
-        scores = self.head_scores(self.packed_features(packed))
-        variance = scores.var(dim=1, unbiased=True) if scores.size(1) > 1 else torch.zeros_like(scores[:, 0])
-        return RewardOutput(scores=scores, mean=scores.mean(dim=1), variance=variance)
+        return reward_output(self.head_scores(self.packed_features(packed)))
 
 
 PACKING_KEY = "dataset.packing"

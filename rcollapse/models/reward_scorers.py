@@ -8,8 +8,12 @@ reads a reward model's profile from (``reward_model.source``).
 - ``hub``: any ``AutoModelForSequenceClassification`` reward model (:class:`HubScorer`);
 - ``ensemble``: a saved reward ensemble, the mean of its normalised heads (:class:`EnsembleScorer`).
 
-Each gives ``score(rows)``: one score vector per row (in the row's completion order), with a
-``description`` of what was scored and a ``score_kind`` saying how to read the numbers.
+Each gives ``score(rows)``: one vector of the model's raw outputs ``f`` per row (in the row's
+completion order: a head's or a logit's value before any sigmoid), with a ``description`` of what
+was scored and ``raw_kind`` naming ``f``. :data:`TRAINED_ON_BY_SOURCE` says how each source's
+models are trained unless ``reward_model.trained_on`` says otherwise: ``run`` and ``model`` (the
+reward stage: rankings, ``R = sigmoid(f)``), ``hub`` and ``ensemble`` (Bradley–Terry on pairs).
+``diagnose`` reads the profile from ``f`` accordingly (:func:`rcollapse.analysis.collapse_diagnosis.model_profile`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from rcollapse.runs.device import choose_device
 from rcollapse.runs.run_config import read_run_config
 
 SOURCES = ("run", "model", "hub", "ensemble")
+# how each source's models are trained, unless reward_model.trained_on says otherwise: the reward
+# stage trains on rankings (R = sigmoid(f), all pairs of each ranking); hub reward models and the
+# ensemble's heads on preference pairs (Bradley-Terry)
+TRAINED_ON_BY_SOURCE = {"run": "rankings", "model": "rankings", "hub": "pairs", "ensemble": "pairs"}
 
 
 def _batches(rows, size: int):
@@ -34,9 +42,10 @@ def _batches(rows, size: int):
 
 @torch.no_grad()
 def score_with_reward_model(reward_model, tokenizer, max_length: int, rows, batch_size: int = 32,
-                            device="cpu") -> list[np.ndarray]:
-    """``R = sigmoid(head 0)`` of a project :class:`~rcollapse.models.reward_model.RewardModel` for
-    every completion of every row, exactly as the reward stage scores them (its collator)."""
+                            device="cpu", raw: bool = False) -> list[np.ndarray]:
+    """``R = sigmoid(head 0)`` (``raw``: head 0 itself) of a project
+    :class:`~rcollapse.models.reward_model.RewardModel` for every completion of every row, exactly
+    as the reward stage scores them (its collator)."""
     from rcollapse.data.ranking_collator import RankingCollator
 
     collate = RankingCollator(tokenizer, max_length=max_length)
@@ -46,7 +55,7 @@ def score_with_reward_model(reward_model, tokenizer, max_length: int, rows, batc
         batch = collate(chunk)
         scores = reward_model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
                               batch["token_type_ids"].to(device) if "token_type_ids" in batch else None).scores
-        rewards = torch.sigmoid(scores[:, 0].float()).cpu().numpy()
+        rewards = (scores[:, 0].float() if raw else torch.sigmoid(scores[:, 0].float())).cpu().numpy()
         out.extend(np.split(rewards, np.cumsum(batch["group_sizes"].numpy())[:-1]))
     return out
 
@@ -67,7 +76,7 @@ class Scorer:
     """What a source gives: ``score(rows)`` → one score vector per row, and how to read them."""
 
     description: str = ""
-    score_kind: str = ""
+    raw_kind: str = ""  # what the raw output f is
     trained_utility: dict | None = None
 
     def score(self, rows) -> list[np.ndarray]:  # pragma: no cover - interface
@@ -79,7 +88,7 @@ class ProjectModelScorer(Scorer):
     ``config_resolved.yaml`` with its ``checkpoints/last.ckpt``; ``source=model``: the ``model``
     group of this config, with ``reward_model.checkpoint`` if given)."""
 
-    score_kind = "sigmoid(head 0): R(x, y) in [0, 1], as the reward stage trains it"
+    raw_kind = "head 0 (the reward stage trains R = sigmoid(head 0))"
 
     def __init__(self, model_cfg: DictConfig, checkpoint: Path | None, description: str, batch_size: int, device):
         self.tokenizer = instantiate(model_cfg.tokenizer)
@@ -92,7 +101,7 @@ class ProjectModelScorer(Scorer):
 
     def score(self, rows):
         return score_with_reward_model(self.reward_model, self.tokenizer, self.max_length, rows, self.batch_size,
-                                       self.device)
+                                       self.device, raw=True)
 
 
 def run_scorer(rm: DictConfig, device) -> ProjectModelScorer:
@@ -122,9 +131,10 @@ def run_scorer(rm: DictConfig, device) -> ProjectModelScorer:
 
 class HubScorer(Scorer):
     """Any ``AutoModelForSequenceClassification`` reward model, by hub name or local directory:
-    logit ``label_index`` of the (prompt, completion) pair, through a sigmoid or raw."""
+    logit ``label_index`` of the (prompt, completion) pair. Hub reward models are trained on
+    preference pairs (Bradley–Terry)."""
 
-    def __init__(self, name_or_path: str, output: str, label_index: int, max_length: int, batch_size: int, device):
+    def __init__(self, name_or_path: str, label_index: int, max_length: int, batch_size: int, device):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from rcollapse.models.hub_models import (
@@ -133,8 +143,6 @@ class HubScorer(Scorer):
             require_local_or_hub,
         )
 
-        if output not in ("sigmoid", "raw"):
-            raise ValueError(f"reward_model.output must be sigmoid or raw, got {output!r}")
         alternative = ("reward_model.source=run with a stage=reward run dir, or reward_model.source=model "
                        "with `model=tiny`")
         source = require_local_or_hub(name_or_path, "reward_model.name_or_path", alternative)
@@ -148,12 +156,11 @@ class HubScorer(Scorer):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.output, self.label_index = output, int(label_index)
+        self.label_index = int(label_index)
         self.max_length, self.batch_size, self.device = max_length, batch_size, device
         self.model.to(device).eval()
         self.description = f"hub reward model {name_or_path}"
-        self.score_kind = (f"sigmoid(logit {self.label_index})" if output == "sigmoid" else
-                           f"raw logit {self.label_index}")
+        self.raw_kind = f"logit {self.label_index}"
 
     @torch.no_grad()
     def score(self, rows):
@@ -165,16 +172,16 @@ class HubScorer(Scorer):
             batch = collate(chunk)
             inputs = {k: batch[k].to(self.device) for k in ("input_ids", "attention_mask", "token_type_ids")
                       if k in batch}
-            logits = self.model(**inputs).logits[:, self.label_index].float()
-            values = (torch.sigmoid(logits) if self.output == "sigmoid" else logits).cpu().numpy()
+            values = self.model(**inputs).logits[:, self.label_index].float().cpu().numpy()
             out.extend(np.split(values, np.cumsum(batch["group_sizes"].numpy())[:-1]))
         return out
 
 
 class EnsembleScorer(Scorer):
-    """A saved reward ensemble (``stage=ensemble``'s ``ensemble/``): the mean of its normalised heads."""
+    """A saved reward ensemble (``stage=ensemble``'s ``ensemble/``): the mean of its normalised heads,
+    each trained on preference pairs (Bradley–Terry)."""
 
-    score_kind = "mean over heads of the normalised head rewards (s_k - mean_k) / std_k"
+    raw_kind = "mean over heads of the normalised head rewards (s_k - mean_k) / std_k"
 
     def __init__(self, artifact: str, batch_size: int, device):
         from rcollapse.models.ensemble_artifact import load_ensemble
@@ -211,8 +218,7 @@ def build_scorer(rm: DictConfig, model_cfg: DictConfig, accelerator: str = "auto
         if not rm.get("name_or_path"):
             raise ValueError("reward_model.name_or_path: give a hub name or a local directory of an "
                              "AutoModelForSequenceClassification reward model")
-        return HubScorer(str(rm.name_or_path), str(rm.output), int(rm.label_index), int(rm.max_length),
-                         batch_size, device)
+        return HubScorer(str(rm.name_or_path), int(rm.label_index), int(rm.max_length), batch_size, device)
     if not rm.get("artifact"):
         raise ValueError("reward_model.artifact: give a saved ensemble dir (a stage=ensemble run's ensemble/)")
     return EnsembleScorer(str(rm.artifact), batch_size, device)

@@ -1,16 +1,20 @@
 """``stage=ensemble``: the 10-head frozen-backbone reward ensemble (Banerjee & Gopalan, Section 4).
 
 Phase 1 trains the backbone with one head on the Bradley–Terry loss until the loss (an
-exponential moving average over steps) reaches ``loss_threshold`` (0.3, as the paper) or the
-step budget ``stage.max_steps`` runs out. Phase 2 adds ``num_heads − 1`` heads, independently
-initialised from recorded seeds, freezes the backbone and trains all heads with the summed loss:
-on pooled features computed once and cached on disk (``cache_features: true``), or through the
-frozen backbone on every step (``false``); ``freeze_backbone: false`` trains the backbone too.
-After phase 2 each head's reward is normalised (``normalise_heads: true``): its mean and std over
-the training responses (chosen and rejected) are fitted into the model, so that every later
-score is ``(s_k − mean_k) / std_k`` (the pairwise loss leaves a head's offset and scale arbitrary).
-Then every head scores the evaluation pairs: the accuracy table per section (Table 1), the
-variance histograms (Fig. 6), ``metrics.json`` keys ``ens/test/*``, and the saved ensemble
+exponential moving average over steps) reaches ``loss_threshold`` (0.3, as the paper) or its
+planned steps run out (``stage.max_steps``, or ``stage.ensemble.epochs`` of the pairs; the lr
+constant or on a cosine: :mod:`rcollapse.stages.ensemble_schedule`). Phase 2 adds
+``num_heads − 1`` heads, independently initialised from recorded seeds, freezes the backbone
+and trains all heads with the summed loss: on pooled features computed once and cached on disk
+(``cache_features: true``), or through the frozen backbone on every step (``false``);
+``freeze_backbone: false`` trains the backbone too. After phase 2 each head's mean and std over
+the training responses (chosen and rejected) are fitted into the model, so that a score is
+``(s_k − mean_k) / std_k`` on the normalised scale (the pairwise loss leaves a head's offset and
+scale arbitrary) and ``s_k`` on the raw one, the paper's;
+``stage.ensemble_scale`` picks the one this stage reports on. Then every head scores the
+evaluation pairs: the accuracy table per section (Table 1), the variance histograms (Fig. 6),
+``metrics.json`` keys ``ens/test/*`` (σ² on both scales: ``ens/test/var_*_raw``,
+``ens/test/var_*_normalised``), and the saved ensemble
 (``ensemble/``) that the PPO stage loads. ``stage.ensemble.artifact=DIR`` skips training and
 evaluates a saved ensemble (e.g. on ``dataset=rewardbench``).
 
@@ -40,6 +44,7 @@ from rcollapse.analysis.ensemble_report import (
     ensemble_metrics,
     plot_variance_histograms,
     variance_by_section,
+    variance_summary,
     write_accuracy_table,
 )
 from rcollapse.analysis.uncertainty_report import uncertainty_report
@@ -61,6 +66,16 @@ from rcollapse.runs.training_run import (
     wants_resume,
 )
 from rcollapse.stages.common_checks import dropout_enabled
+from rcollapse.stages.ensemble_schedule import (
+    HEAD_LR_SCHEDULES,
+    LR_SCHEDULES,
+    cosine_schedule,
+    phase1_plan,
+    phase1_state_dict,
+    phase2_steps,
+    sharded,
+    shards_weights,
+)
 
 
 class LossThresholdStop(Callback):
@@ -130,6 +145,10 @@ class EnsembleRun:
     num_heads: int
     loss_threshold: float | None  # phase 1
     model_lr: float  # phase 1: model.lr
+    epochs: float | None  # phase 1: its planned length in epochs of the training pairs (None: max_steps)
+    lr_schedule: str  # phase 1: constant | cosine over its planned steps
+    max_steps: int  # phase 1: stage.max_steps, the plan without epochs, a cap on the steps run with them
+    phase2_strategy: str | None  # phase 2's trainer.strategy when phase 1's shards the weights (FSDP): ddp
     dropout: bool
     checkpoint_every_n_steps: int | None
     resume: bool
@@ -148,7 +167,7 @@ class EnsembleRun:
     head_epochs: float
     head_batch_size: int
     head_loss_threshold: float | None
-    normalise_heads: bool
+    ensemble_scale: str  # the scale of the stage's report: raw | normalised (stage.ensemble_scale)
     bootstrap: bool
     bootstrap_seed: int
     make_module: Callable  # stage.module, given the reward model, optimizer, ... per phase
@@ -168,6 +187,9 @@ def ensemble_run(cfg: DictConfig, output_dir: Path) -> EnsembleRun:
     return EnsembleRun(
         output_dir=output_dir, num_heads=int(e.num_heads), loss_threshold=e.loss_threshold,
         model_lr=float(cfg.model.lr), dropout=dropout_enabled(cfg.model.get("dropout", True)),
+        epochs=None if e.get("epochs") is None else float(e.epochs),
+        lr_schedule=str(e.get("lr_schedule", "constant")), max_steps=int(cfg.stage.max_steps),
+        phase2_strategy="ddp" if shards_weights(cfg.trainer.get("strategy")) else None,
         checkpoint_every_n_steps=cfg.stage.checkpoint_every_n_steps, resume=wants_resume(cfg), seed=cfg.seed,
         max_length=int(cfg.dataset.max_length),
         model_name=cfg.model.get("name_or_path", cfg.model.backbone._target_),
@@ -177,41 +199,63 @@ def ensemble_run(cfg: DictConfig, output_dir: Path) -> EnsembleRun:
         head_init_scale=float(e.get("head_init_scale", 1.0)), head_lr=float(e.head_lr),
         head_lr_schedule=str(e.get("head_lr_schedule", "constant")), head_epochs=float(e.head_epochs),
         head_batch_size=e.head_batch_size, head_loss_threshold=e.get("head_loss_threshold"),
-        normalise_heads=bool(e.get("normalise_heads", True)), bootstrap=bool(e.bootstrap),
+        ensemble_scale=str(cfg.stage.get("ensemble_scale", "normalised")), bootstrap=bool(e.bootstrap),
         bootstrap_seed=int(e.bootstrap_seed),
         make_module=instantiate(cfg.stage.module, _partial_=True), make_optimizer=instantiate(cfg.stage.optimizer),
         make_trainer=functools.partial(build_trainer, cfg, logger=loggers),
         resume_from=functools.partial(resolve_ckpt_path, cfg, output_dir))
 
 
-def run_phase1(run: EnsembleRun, reward_model, datamodule) -> dict:
-    """Backbone + one head on the Bradley–Terry loss, to the loss threshold or the step budget."""
+def run_phase1(run: EnsembleRun, reward_model, datamodule, rebuild: Callable | None = None):
+    """Backbone + one head on the Bradley–Terry loss, to the loss threshold or the step budget
+    (:func:`phase1_plan`), the lr constant or on a cosine over the planned steps. Returns the
+    summary and the reward model: under FSDP a new one (``rebuild()``) that every rank loads from
+    the saved ``final.pt``, since the trained module holds only this rank's shards."""
     done = run.output_dir / "checkpoints" / "phase1" / "final.pt"
     if run.resume and done.exists():
         saved = torch.load(done, map_location="cpu", weights_only=True)
         reward_model.load_state_dict(saved["state_dict"])
         print(f"phase 1 already finished ({saved['summary']}); continuing with phase 2")
-        return saved["summary"]
-    optimizer = functools.partial(run.make_optimizer, lr=run.model_lr)
-    module = run.make_module(reward_model=reward_model, optimizer=optimizer, freeze_backbone=False, dropout=run.dropout)
+        return saved["summary"], reward_model
     stop = LossThresholdStop(run.loss_threshold)
     trainer = run.make_trainer([run.checkpoints("phase1"), stop])
+    batch = datamodule.batch_size
+    planned, budget = phase1_plan(run.epochs, run.max_steps, len(datamodule.pairs("train")), batch,
+                                  trainer.world_size)
+    trainer.fit_loop.epoch_loop.max_steps = budget  # the trainer's max_steps, once its world size is known
+    if run.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"stage.ensemble.lr_schedule must be one of {list(LR_SCHEDULES)}, got {run.lr_schedule!r}")
+    optimizer = functools.partial(run.make_optimizer, lr=run.model_lr)
+    module = run.make_module(reward_model=reward_model, optimizer=optimizer, freeze_backbone=False, dropout=run.dropout,
+                             lr_scheduler=cosine_schedule(planned) if run.lr_schedule == "cosine" else None)
+    print(f"phase 1: {planned} planned steps ({run.lr_schedule} lr {run.model_lr:g}, global batch "
+          f"{batch * trainer.world_size} = {batch} x {trainer.world_size} processes)"
+          + (f", cut to {budget} by stage.max_steps" if budget < planned else ""))
     ckpt = run.resume_from("checkpoints/phase1")
     if ckpt:
         print(f"resuming phase 1 from {ckpt}")
     with resuming_quietly(ckpt):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    summary = {"ens/phase1/steps": trainer.global_step, "ens/phase1/loss_ema": float(module.loss_ema),
+    summary = {"ens/phase1/steps": trainer.global_step, "ens/phase1/steps_run": trainer.global_step,
+               "ens/phase1/steps_planned": planned, "ens/phase1/global_batch": batch * trainer.world_size,
+               "ens/phase1/loss_ema": float(module.loss_ema),
                "ens/phase1/reached_threshold": float(stop.reached or (run.loss_threshold is not None
                                                                       and float(module.loss_ema) <= run.loss_threshold))}
     summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
     summary = {k.replace("ens/val/", "ens/phase1/val_"): v for k, v in summary.items()}
+    state = phase1_state_dict(trainer, module)
     if trainer.is_global_zero:
         with atomic_writer(done, "wb") as handle:  # its presence means phase 1 is finished
-            torch.save({"state_dict": reward_model.state_dict(), "summary": summary}, handle)
-    print(f"phase 1: {summary['ens/phase1/steps']} steps, loss EMA {summary['ens/phase1/loss_ema']:.3f} "
+            torch.save({"state_dict": state, "summary": summary}, handle)
+    print(f"phase 1: {summary['ens/phase1/steps']} of {planned} planned steps, loss EMA {summary['ens/phase1/loss_ema']:.3f} "
           f"(threshold {run.loss_threshold}{', reached' if summary['ens/phase1/reached_threshold'] else ', not reached'})")
-    return summary
+    if sharded(trainer.strategy):
+        if rebuild is None:
+            raise ValueError("phase 1 ran under FSDP: run_phase1 needs `rebuild` (a new reward model to load)")
+        trainer.strategy.barrier("phase1 final.pt")
+        reward_model = rebuild()
+        reward_model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True)["state_dict"])
+    return summary, reward_model
 
 
 def phase2_data(run: EnsembleRun, reward_model, tokenizer, datamodule, cache: bool):
@@ -257,27 +301,6 @@ def fit_head_normalisation(reward_model: RewardModel, data, datamodule, normalis
     return summary
 
 
-HEAD_LR_SCHEDULES = ("constant", "cosine")
-
-
-def phase2_steps(num_pairs: int, batch_size: int, epochs: float) -> tuple[int, int]:
-    """(optimiser steps per epoch, total steps) of phase 2: ``epochs`` may be a fraction (the
-    paper's half epoch); at least one step."""
-    if not epochs > 0:
-        raise ValueError(f"stage.ensemble.head_epochs must be > 0, got {epochs}")
-    per_epoch = max(1, math.ceil(num_pairs / batch_size))
-    return per_epoch, max(1, round(epochs * per_epoch))
-
-
-def cosine_schedule(total_steps: int):
-    """optimizer -> a cosine decay of the learning rate from its value to 0 over ``total_steps``
-    (no warm-up), as HF's ``get_cosine_schedule_with_warmup(0, total_steps)``."""
-    def build(optimizer):
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-    return build
-
-
 def run_phase2(run: EnsembleRun, reward_model, tokenizer, datamodule):
     """k heads on the frozen backbone: ``head_epochs`` (a fraction allowed) at ``head_lr`` with a
     constant or cosine schedule, stopped early once every head's loss EMA is at or below
@@ -290,16 +313,19 @@ def run_phase2(run: EnsembleRun, reward_model, tokenizer, datamodule):
     if run.bootstrap:
         weights = bootstrap_counts(len(datamodule.pairs("train")), run.num_heads, run.bootstrap_seed)
     batch = int(run.head_batch_size) if isinstance(data, PairFeatureDataModule) else datamodule.batch_size
-    per_epoch, total = phase2_steps(len(datamodule.pairs("train")), batch, run.head_epochs)
+    # phase 1 under FSDP: the heads (and a frozen, whole backbone) train under DDP
+    strategy = {} if run.phase2_strategy is None else {"strategy": run.phase2_strategy}
+    stop = LossThresholdStop(run.head_loss_threshold, monitor="ens/train/loss_ema_max_head")
+    trainer = run.make_trainer([run.checkpoints("phase2"), stop], max_epochs=-1, check_val_every_n_epoch=1, **strategy)
+    per_epoch, total = phase2_steps(len(datamodule.pairs("train")), batch, run.head_epochs, trainer.world_size)
+    trainer.fit_loop.epoch_loop.max_steps = total
+    trainer.val_check_interval = min(per_epoch, total)
     schedule = run.head_lr_schedule
     if schedule not in HEAD_LR_SCHEDULES:
         raise ValueError(f"stage.ensemble.head_lr_schedule must be one of {list(HEAD_LR_SCHEDULES)}, got {schedule!r}")
     optimizer = functools.partial(run.make_optimizer, lr=run.head_lr)
     module = run.make_module(reward_model=ensemble, optimizer=optimizer, freeze_backbone=freeze,
                              bootstrap_weights=weights, lr_scheduler=cosine_schedule(total) if schedule == "cosine" else None)
-    stop = LossThresholdStop(run.head_loss_threshold, monitor="ens/train/loss_ema_max_head")
-    trainer = run.make_trainer([run.checkpoints("phase2"), stop], max_steps=total, max_epochs=-1,
-                               val_check_interval=min(per_epoch, total), check_val_every_n_epoch=1)
     ckpt = run.resume_from("checkpoints/phase2")
     if ckpt:
         print(f"resuming phase 2 from {ckpt}")
@@ -307,34 +333,56 @@ def run_phase2(run: EnsembleRun, reward_model, tokenizer, datamodule):
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     info.update(final_metrics(trainer.callback_metrics))
     info.update({"ens/phase2/steps": float(trainer.global_step), "ens/phase2/planned_steps": float(total),
+                 "ens/phase2/steps_run": float(trainer.global_step), "ens/phase2/steps_planned": float(total),
+                 "ens/phase2/global_batch": float(batch * trainer.world_size),
                  "ens/phase2/stopped_at_loss": float(stop.reached),
                  "ens/phase2/loss_ema_max_head": float(module.loss_ema_heads.max())})
     print(f"phase 2: {trainer.global_step} of {total} steps ({schedule} lr {run.head_lr:g}), largest head "
           f"loss EMA {float(module.loss_ema_heads.max()):.3f}"
           + (f" (threshold {run.head_loss_threshold} reached)" if stop.reached else ""))
-    info.update(fit_head_normalisation(ensemble, data, datamodule, normalise=run.normalise_heads))
+    # fitted whatever stage.ensemble_scale: the artifact scores on both scales
+    info.update(fit_head_normalisation(ensemble, data, datamodule))
     return module, trainer, data, seeds, info
 
 
-def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str) -> dict[str, float]:
+def scores_on_both_scales(module, scores: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{"raw": (chosen, rejected), "normalised": (chosen, rejected)}`` [N, k] each: the test
+    scores (normalised by the model's fitted normalisation) and the heads' raw scores back from
+    them (:meth:`~rcollapse.models.reward_model.HeadNormalisation.inverse`)."""
+    normalisation = module.reward_model.normalisation
+    chosen, rejected = scores["chosen"].float(), scores["rejected"].float()
+    with torch.no_grad():
+        raw = tuple(normalisation.inverse(s.to(normalisation.mean.device)).cpu() for s in (chosen, rejected))
+    return {"raw": raw, "normalised": (chosen, rejected)}
+
+
+def evaluate(module, trainer, data, datamodule, output_dir: Path, title: str,
+             scale: str = "normalised") -> dict[str, float]:
+    """The test pairs' report on ``scale`` (``stage.ensemble_scale``: the accuracy table, Fig. 6,
+    the uncertainty quality), with σ² on both scales in ``ens/test/var_*_{raw,normalised}``."""
     trainer.test(module, datamodule=data, verbose=False)
     scores = module.test_scores
     pairs = datamodule.pairs("test")
     sections = [pairs[i].section for i in scores["index"].tolist()]
     subsets = [pairs[i].subset for i in scores["index"].tolist()]
-    table = accuracy_table(scores["chosen"], scores["rejected"], sections, subsets)
-    variances = variance_by_section(scores["chosen"], scores["rejected"], sections)
+    both = scores_on_both_scales(module, scores)
+    chosen, rejected = both[scale]
+    table = accuracy_table(chosen, rejected, sections, subsets)
+    variances = variance_by_section(chosen, rejected, sections)
     metrics = ensemble_metrics(table, variances)
-    # σ²'s quality (ens/test/uq/*); the calibration on the heads' trained scale (normalisation's std)
-    scale = getattr(getattr(module.reward_model, "normalisation", None), "std", None)
-    uq, uq_figures = uncertainty_report(scores["chosen"], scores["rejected"], [pairs[i] for i in scores["index"].tolist()],
-                                        output_dir if trainer.is_global_zero else None, title,
-                                        head_scale=None if scale is None else scale.detach().cpu().numpy())
+    for name, (c, r) in both.items():
+        metrics.update(variance_summary(c, r, name))
+    # σ²'s quality (ens/test/uq/*); the calibration on the heads' trained scale (raw, or normalised × std)
+    std = module.reward_model.normalisation.std
+    uq, uq_figures = uncertainty_report(chosen, rejected, [pairs[i] for i in scores["index"].tolist()],
+                                        output_dir if trainer.is_global_zero else None, f"{title} ({scale} scale)",
+                                        head_scale=std.detach().cpu().numpy() if scale == "normalised" else None)
     metrics.update(uq)
     if trainer.is_global_zero:
         write_accuracy_table(table, output_dir / "ensemble_accuracy.csv", output_dir / "ensemble_accuracy.md",
                              notes=accuracy_notes(subsets))
-        plot_variance_histograms(variances, output_dir / "figures" / "ensemble_variance.png", title=title)
+        plot_variance_histograms(variances, output_dir / "figures" / "ensemble_variance.png",
+                                 title=f"{title} ({scale} scale)")
         with atomic_writer(output_dir / "ensemble_test_scores.pt", "wb") as handle:
             torch.save(scores, handle)
         print((output_dir / "ensemble_accuracy.md").read_text())
@@ -360,21 +408,28 @@ def run_ensemble_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     datamodule = instantiate(cfg.dataset, tokenizer=tokenizer)
     datamodule.setup()
     run = ensemble_run(cfg, output_dir)
-    summary = run_phase1(run, reward_model, datamodule)
+    summary, reward_model = run_phase1(run, reward_model, datamodule, rebuild=lambda: instantiate(
+        cfg.model.reward_model, backbone=instantiate(cfg.model.backbone, tokenizer=tokenizer), num_heads=1))
     module, trainer, data, seeds, info = run_phase2(run, reward_model, tokenizer, datamodule)
-    metrics = evaluate(module, trainer, data, datamodule, output_dir, title=f"{run.num_heads} heads")
+    metrics = evaluate(module, trainer, data, datamodule, output_dir, title=f"{run.num_heads} heads",
+                       scale=run.ensemble_scale)
     if trainer.is_global_zero:
         save_ensemble(module.reward_model, tokenizer, output_dir / "ensemble", run.max_length,
                       seeds, extra={"model": run.model_name,
                                     "bootstrap": run.bootstrap, "bootstrap_seed": run.bootstrap_seed,
-                                    "normalise_heads": bool(info["ens/phase2/normalised"]),
+                                    "ensemble_scale": run.ensemble_scale,  # the scale of its run's report
                                     "head_feature_fraction": run.head_feature_fraction,
                                     "head_init_scale": run.head_init_scale,
                                     "phase2_steps": int(info["ens/phase2/steps"]),
+                                    "phase2_steps_planned": int(info["ens/phase2/steps_planned"]),
+                                    "phase1_steps": int(summary["ens/phase1/steps"]),
+                                    "phase1_steps_planned": int(summary.get("ens/phase1/steps_planned",
+                                                                            summary["ens/phase1/steps"])),
                                     "normalisation_responses": int(info["ens/phase2/normalisation_responses"])})
     result = {**summary, **info, **metrics, "ens/num_heads": float(run.num_heads)}
-    print(f"ensemble: accuracy of the mean {metrics['ens/test/acc_mean']:.3f}, median variance of the chosen reward "
-          f"{metrics['ens/test/var_chosen_median']:.4g}; artifact {output_dir / 'ensemble'}")
+    print(f"ensemble: accuracy of the mean {metrics['ens/test/acc_mean']:.3f} ({run.ensemble_scale} scale), median "
+          f"variance of the chosen reward {metrics['ens/test/var_chosen_median_raw']:.4g} raw (the paper's Fig. 6: "
+          f"3-14), {metrics['ens/test/var_chosen_median_normalised']:.4g} normalised; artifact {output_dir / 'ensemble'}")
     return final_metrics(result)
 
 
@@ -386,6 +441,7 @@ def evaluate_saved_ensemble(cfg: DictConfig, output_dir: Path, artifact: Path) -
         datamodule.splits = {"train": [], "val": [], "test": datamodule.eval_source.load()["test"]}
     module = instantiate(cfg.stage.module, reward_model=ensemble.reward_model, optimizer=None, freeze_backbone=True)
     trainer = build_trainer(cfg, [], build_loggers(cfg))
-    metrics = evaluate(module, trainer, datamodule, datamodule, output_dir, title=f"{artifact}")
+    metrics = evaluate(module, trainer, datamodule, datamodule, output_dir, title=f"{artifact}",
+                       scale=str(cfg.stage.get("ensemble_scale", "normalised")))
     write_json_atomic(output_dir / "evaluated_artifact.json", {"artifact": str(artifact), **ensemble.meta})
     return final_metrics(metrics)

@@ -32,6 +32,7 @@ from rcollapse.analysis.ppo_report import (
     EVAL_PROXY_REF,
 )
 from rcollapse.maths.ppo_objective import combine_heads, kl_per_token
+from rcollapse.models.judges import batch_ranges, judge_in_batches
 from rcollapse.runs.atomic_files import atomic_writer
 
 JUDGED_COLUMNS = ["step", "policy", "prompt", "response", "gold", "proxy", "mean", "variance", "kl"]
@@ -65,6 +66,8 @@ class PPOHistory(L.Callback):
 
     The judge's sampling runs under a forked RNG seeded with ``judge_seed``: it neither moves the
     training's random stream nor changes its own sampling noise from one evaluation to the next.
+    ``batch_size`` prompts are sampled at a time (``stage.judge_batch_size``); the judge scores in
+    its own batches (``judge.batch_size``).
     """
 
     def __init__(self, judge=None, judge_prompts: list[str] | None = None, judge_every_n_updates: int = 0,
@@ -90,8 +93,8 @@ class PPOHistory(L.Callback):
         texts, kls = [], []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.judge_seed)
-            for start in range(0, len(self.judge_prompts), self.batch_size):
-                rollout = pl_module.rollout(self.judge_prompts[start:start + self.batch_size], lm=lm)
+            for start, stop in batch_ranges(len(self.judge_prompts), self.batch_size, "sampling for the judge"):
+                rollout = pl_module.rollout(self.judge_prompts[start:stop], lm=lm)
                 texts += pl_module.decode_responses(rollout)
                 seq, attn, mask, p = (rollout[k] for k in ("sequences", "attention_mask", "response_mask",
                                                             "prompt_length"))
@@ -103,7 +106,7 @@ class PPOHistory(L.Callback):
         # the proxy straight from the scorer: the module's score() may also fit state (a KL-weight scale)
         out = pl_module.scorer(self.judge_prompts, texts)
         proxy = combine_heads(out.scores, h.reward_combination, h.reward_head, h.reward_penalty)
-        return JudgedResponses(texts, np.asarray(self.judge.score(self.judge_prompts, texts), dtype=float),
+        return JudgedResponses(texts, judge_in_batches(self.judge, self.judge_prompts, texts, desc="judging"),
                                proxy.detach().float().cpu().numpy(), torch.cat(kls).double().numpy(),
                                out.mean.detach().float().cpu().numpy(), out.variance.detach().float().cpu().numpy())
 

@@ -216,12 +216,16 @@ class VarianceKLPPOModule(L.LightningModule):
 
         kl_per_sequence = kl.sum(1)
         mean_kl = float(kl_per_sequence.mean())
+        # 1 when this iteration's β is the run's fixed one (a fixed controller, or an adaptive one
+        # frozen after its calibration: stage.kl_controller.freeze_after), 0 while it calibrates
+        beta_fixed = float(getattr(self.kl_controller, "frozen", True))
         self.kl_controller.update(mean_kl, batch_size)
         metrics = {
             "ppo/train/score": float(scores.mean()),
             "ppo/train/kl": mean_kl,
             "ppo/train/weighted_kl": float((weights * kl_per_sequence).mean()),
             "ppo/train/beta": beta,
+            "ppo/train/beta_fixed": beta_fixed,
             "ppo/train/kl_weight_scale": float(self.kl_weight_scale) if self.hparams.normalise_kl_weight else 1.0,
             "ppo/train/variance": float(variance.mean()),
             "ppo/train/response_length": float(mask.sum(1).float().mean()),

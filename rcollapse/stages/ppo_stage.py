@@ -42,6 +42,7 @@ from rcollapse.models.ensemble_artifact import (
     load_ensemble,
     read_ensemble_meta,
 )
+from rcollapse.models.judges import batch_ranges, judge_in_batches
 from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
@@ -217,15 +218,32 @@ class Judged:
     reference_scores: np.ndarray
 
 
-def judge_policies(module, judge, prompts: list[str], seed: int, device) -> Judged:
-    """Judge the policy and the reference policy on the test prompts (sampling seeded by ``seed``)."""
+def generate_in_batches(module, lm, prompts: list[str], batch_size: int, desc: str) -> list[str]:
+    """``lm``'s responses to ``prompts``, ``batch_size`` prompts per generation (the same samples as
+    one ``module.generate_texts(lm, prompts, batch_size)``), with a progress bar for many prompts."""
+    texts: list[str] = []
+    for start, stop in batch_ranges(len(prompts), batch_size, desc):
+        texts += module.generate_texts(lm, prompts[start:stop], batch_size=batch_size)
+    return texts
+
+
+def judge_policies(module, judge, prompts: list[str], seed: int, device, batch_size: int = 64) -> Judged:
+    """Judge the policy and the reference policy on the test prompts (sampling seeded by ``seed``;
+    ``batch_size`` prompts per generation: ``stage.judge_batch_size``; the judge's own batches:
+    ``judge.batch_size``)."""
     module.to(device)
     torch.manual_seed(seed)
-    policy_texts = module.generate_texts(module.policy.lm, prompts)
-    reference_texts = module.generate_texts(module.reference, prompts)
-    judged = np.array(judge.score(prompts, policy_texts))
-    judged_ref = np.array(judge.score(prompts, reference_texts))
+    policy_texts = generate_in_batches(module, module.policy.lm, prompts, batch_size, "sampling the policy")
+    reference_texts = generate_in_batches(module, module.reference, prompts, batch_size, "sampling the reference")
+    judged = judge_in_batches(judge, prompts, policy_texts, desc="judging the policy")
+    judged_ref = judge_in_batches(judge, prompts, reference_texts, desc="judging the reference")
     return Judged(prompts, policy_texts, reference_texts, judged, judged_ref)
+
+
+def judge_prompts(test_prompts: list[str], num_prompts: int | None) -> list[str]:
+    """The over-optimisation curve's prompts: the first ``stage.judge_num_prompts`` test prompts
+    (null: every one)."""
+    return list(test_prompts) if num_prompts is None else list(test_prompts[:int(num_prompts)])
 
 
 def ppo_metrics(train_metrics: dict[str, float], history: PPOHistory, final_window: int,
@@ -236,13 +254,31 @@ def ppo_metrics(train_metrics: dict[str, float], history: PPOHistory, final_wind
     metrics = {**{k: v for k, v in train_metrics.items() if k.startswith("ppo/train/")},
                **history.final_means(final_window),
                "ppo/test/judge_mean": float(scores.mean()), "ppo/test/judge_mean_ref": float(scores_ref.mean()),
-               "ppo/test/judge_std": float(scores.std()), "ppo/test/judge_std_ref": float(scores_ref.std())}
+               "ppo/test/judge_std": float(scores.std()), "ppo/test/judge_std_ref": float(scores_ref.std()),
+               # how many test prompts were judged, and the judge mean's own sampling error (std / sqrt(n))
+               "ppo/test/judge_num_prompts": float(scores.size),
+               "ppo/test/judge_sem": float(scores.std(ddof=1) / np.sqrt(scores.size)) if scores.size > 1 else float("nan")}
     if history.judged:  # does σ² know where the reward is wrong on the responses PPO leads to?
         rows = history.judged
         quality = judged_samples_quality([r["gold"] for r in rows], [r["mean"] for r in rows],
                                          [r["variance"] for r in rows], [r["proxy"] for r in rows],
                                          [r["policy"] for r in rows], [r["step"] for r in rows])
         metrics.update({f"ppo/test/uq/{k}": v for k, v in quality.items() if np.isfinite(v)})
+    return metrics
+
+
+def kl_calibration_metrics(controller) -> dict[str, float]:
+    """The β the run ended on (``ppo/beta_final``) and, for an adaptive controller frozen after its
+    calibration (``stage.kl_controller.freeze_after``: the paper's KL matching, Banerjee & Gopalan
+    Appendix, "β such that the KL divergence from the reference policy is roughly the same for
+    both methods"), ``ppo/beta_calibrated`` (the fixed β of the rest of the run; absent if the run
+    ended before the freeze), ``ppo/kl_target`` and ``ppo/calibration_iterations``."""
+    metrics = {"ppo/beta_final": float(controller.value)}
+    freeze_after = getattr(controller, "freeze_after", None)
+    if freeze_after is not None:
+        metrics.update({"ppo/kl_target": float(controller.target), "ppo/calibration_iterations": float(freeze_after)})
+        if controller.frozen:
+            metrics["ppo/beta_calibrated"] = float(controller.value)
     return metrics
 
 
@@ -292,7 +328,8 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     policy = PolicyWithValueHead(lm)
     reference = frozen_reference(lm)
     ensemble_path = ensemble_path_for(source, s.ensemble_overrides, cache_dir)
-    ensemble = load_ensemble(ensemble_path, device=device)
+    # PPO's reward and its σ² both on stage.ensemble_scale: raw (the paper's) or normalised
+    ensemble = load_ensemble(ensemble_path, device=device, scale=str(s.ensemble_scale))
     judge = instantiate(cfg.judge)
     datamodule = instantiate(cfg.dataset, batch_size=sizes.batch_size, shuffle_seed=cfg.seed,
                              optimizer_steps_per_batch=steps_per_batch, tokenizer=tokenizer)
@@ -300,8 +337,10 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
                          batch_size=sizes.batch_size,
                          optimizer=instantiate(s.optimizer), kl_controller=instantiate(s.kl_controller))
     datamodule.setup("fit")
-    history = PPOHistory(judge, datamodule.prompts["test"][:int(s.judge_num_prompts)], int(s.judge_every_n_updates),
-                         num_updates=num_updates, judge_seed=int(cfg.seed))
+    judge_batch = int(s.get("judge_batch_size", 64))
+    history = PPOHistory(judge, judge_prompts(datamodule.prompts["test"], s.judge_num_prompts),
+                         int(s.judge_every_n_updates), num_updates=num_updates, judge_seed=int(cfg.seed),
+                         batch_size=judge_batch)
     # a checkpoint is taken after a whole PPO iteration (its optimiser steps done), as intended
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     checkpoints = checkpoint_callback(output_dir / "checkpoints", int(s.checkpoint_every_n_updates) * steps_per_batch)
@@ -312,8 +351,9 @@ def run_ppo_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
     # train, judge, write
     train_metrics = train(trainer, module, datamodule, resolve_ckpt_path(cfg, output_dir))
-    judged = judge_policies(module, judge, datamodule.prompts["test"], cfg.seed, device)
+    judged = judge_policies(module, judge, datamodule.prompts["test"], cfg.seed, device, judge_batch)
     metrics = ppo_metrics(train_metrics, history, final_window, judged)
+    metrics.update(kl_calibration_metrics(module.kl_controller))
     if trainer.is_global_zero:
         write_outputs(output_dir, judged, ensemble_path, not vanilla, module.samples, history, metrics)
     log_outputs(trainer.loggers, metrics, module.samples, trainer.global_step)

@@ -11,7 +11,8 @@ Optional bootstrap (beyond the paper): ``bootstrap_weights`` [N_train, k], each 
 of each training pair (multinomial resampling), weights the per-head losses.
 Metrics: ``ens/train/loss`` (Σ over heads), ``ens/train/loss_per_head`` (mean over heads),
 ``ens/train/loss_ema`` (of that mean), ``ens/train/loss_ema_max_head`` (the largest of the heads'
-own loss EMAs: phase 2 may stop when every head is near a loss), ``ens/val/loss``, ``ens/val/acc_mean``; at test time the per-pair
+own loss EMAs: phase 2 may stop when every head is near a loss), ``ens/train/lr`` (the step's
+learning rate: a cosine's), ``ens/val/loss``, ``ens/val/acc_mean``; at test time the per-pair
 scores of every head are kept in :attr:`test_scores` for the accuracy table and variance
 analysis (``rcollapse.analysis.ensemble_report``).
 """
@@ -103,6 +104,8 @@ class PreferenceRewardModule(L.LightningModule):
         self.log("ens/train/loss_per_head", mean_head, batch_size=size)
         self.log("ens/train/loss_ema", float(self.loss_ema), prog_bar=True, batch_size=size)
         self.log("ens/train/loss_ema_max_head", float(self.loss_ema_heads.max()), batch_size=size)
+        if self._trainer is not None and self.trainer.optimizers:  # the lr of this step (a schedule's)
+            self.log("ens/train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), batch_size=size)
         return loss
 
     def validation_step(self, batch, batch_idx):
