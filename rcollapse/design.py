@@ -14,6 +14,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from rcollapse.config.checks import ConfigError
 from rcollapse.maths import utility_design as ud
 
 TARGETS = ("beta", "quantiles", "types", "openness")
@@ -23,37 +24,109 @@ def _plain(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _number(cfg: DictConfig, key: str, takes: str, ok=lambda v: True, integer: bool = False):
+    """``cfg[key]``, checked: a :class:`ConfigError` naming the key and the values it takes otherwise."""
+    value = cfg[key]
+    if not (_is_number(value) and (not integer or isinstance(value, int)) and ok(value)):
+        raise ConfigError(f"{key}: takes {takes}, got {value!r}")
+    return value
+
+
+def _numbers(cfg: DictConfig, key: str, takes: str, ok=lambda v: True) -> list:
+    """``cfg[key]`` as a list of numbers (a single number is a list of one), each ``ok``."""
+    value = _plain(cfg[key])
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(_is_number(v) and ok(v) for v in values):
+        raise ConfigError(f"{key}: takes {takes}, got {value!r}")
+    return values
+
+
+def _settings(cfg: DictConfig) -> dict:
+    """The design's settings, each checked: n, eps, family, large_n, refine_large_n, max_neg_gamma."""
+    family = cfg.family
+    if family not in ud.FAMILIES:
+        raise ConfigError(f"family: takes one of {', '.join(ud.FAMILIES)}, got {family!r}")
+    large_n = None
+    if cfg.large_n is not None:
+        large_n = _number(cfg, "large_n", "an integer >= 2, or null to skip the large-n check (e.g. large_n=512)",
+                          lambda v: v >= 2, integer=True)
+    if not isinstance(cfg.refine_large_n, bool):
+        raise ConfigError(f"refine_large_n: takes true or false, got {cfg.refine_large_n!r}")
+    return {"n": _number(cfg, "n", "an integer >= 2, the completions per prompt (e.g. n=8)", lambda v: v >= 2,
+                         integer=True),
+            "eps": float(_number(cfg, "eps", "a number >= 0, the utilities' shift (e.g. eps=0.1)", lambda v: v >= 0)),
+            "family": family, "large_n": large_n, "refine_large_n": cfg.refine_large_n,
+            "max_neg_gamma": float(_number(cfg, "max_neg_gamma", "a number > 0 (e.g. max_neg_gamma=10)",
+                                           lambda v: v > 0))}
+
+
+def _beta(cfg: DictConfig) -> ud.Target:
+    a = _number(cfg, "a", "a number > 0, the first shape of the Beta(a, b) target (e.g. a=0.5)", lambda v: v > 0)
+    b = None if cfg.b is None else _number(cfg, "b", "a number > 0, the second shape of the Beta(a, b) target, "
+                                           "or null for b = a (e.g. b=0.5)", lambda v: v > 0)
+    return ud.beta_target(float(a), None if b is None else float(b))
+
+
+def _quantiles(cfg: DictConfig) -> ud.Target:
+    if cfg.q is None:
+        raise ConfigError("q: target=quantiles needs q=[...], the rewards in [0, 1] by rank, worst first "
+                          "(e.g. q=[0,0.2,0.8,1])")
+    q = _numbers(cfg, "q", "a list of at least 2 nondecreasing rewards in [0, 1] (e.g. q=[0,0.2,0.8,1])")
+    p = None if cfg.p is None else _numbers(cfg, "p", "null (equally spaced) or a list of increasing levels in "
+                                            "[0, 1], one per q (e.g. p=[0,0.3,0.7,1])")
+    try:
+        return ud.quantile_target(q, p)
+    except ValueError as err:
+        raise ConfigError(f"q, p: {err}") from err
+
+
+def _types(cfg: DictConfig) -> dict:
+    if cfg.open is None or cfg.closed is None:
+        raise ConfigError("open, closed: target=types needs open=... and closed=... "
+                          "(e.g. open=[1,1] closed=[0.25,0.25])")
+    targets = {}
+    for side in ("open", "closed"):
+        try:
+            targets[side] = ud.target_from_spec(_plain(cfg[side]))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{side}: takes a target: [a, b] (Beta), {{a: , b: }}, {{q: [...]}} or a number a "
+                              f"(Beta(a, a)), e.g. {side}=[1,1]; got {_plain(cfg[side])!r} ({err})") from err
+    return targets
+
+
+def _openness(cfg: DictConfig, n: int, eps: float) -> dict:
+    if cfg.s is None or cfg.a is None:
+        raise ConfigError("s, a: target=openness needs s=[...] and a=[...] (b=[...] optional)")
+    s = _numbers(cfg, "s", "a list of open-endedness scores in [-1, 1] (e.g. s=[-1,1])", lambda v: -1 <= v <= 1)
+    a = _numbers(cfg, "a", "a number > 0 or a list of them, the Beta shapes a, one per s (e.g. a=[0.5,2])",
+                 lambda v: v > 0)
+    a = a * len(s) if len(a) == 1 and not isinstance(_plain(cfg.a), list) else a
+    b = a if cfg.b is None else _numbers(cfg, "b", "null (b = a) or a list of numbers > 0, one per s",
+                                         lambda v: v > 0)
+    if not len(s) == len(a) == len(b):
+        raise ConfigError(f"s, a, b: must have the same length, got {len(s)}, {len(a)}, {len(b)}")
+    return ud.design_openness(s, [ud.beta_target(float(x), float(y)) for x, y in zip(a, b)], n, eps)
+
+
 def build(cfg: DictConfig) -> dict:
-    """The design for a composed ``conf/design.yaml`` (no files written)."""
+    """The design for a composed ``conf/design.yaml`` (no files written); a value a key does not
+    take is a :class:`ConfigError` naming the key and the values it takes."""
     kind = cfg.target
-    n, eps, large_n = int(cfg.n), float(cfg.eps), (None if cfg.large_n is None else int(cfg.large_n))
     if kind not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {kind!r}")
+        raise ConfigError(f"target: takes one of {', '.join(TARGETS)}, got {kind!r}")
+    settings = _settings(cfg)
     if kind == "beta":
-        target = ud.beta_target(float(cfg.a), None if cfg.b is None else float(cfg.b))
-        out = ud.design(target, n, eps, cfg.family, large_n, bool(cfg.refine_large_n),
-                        float(cfg.max_neg_gamma))
+        out = ud.design(_beta(cfg), **settings)
     elif kind == "quantiles":
-        if cfg.q is None:
-            raise ValueError("target=quantiles needs q=[...]")
-        target = ud.quantile_target(_plain(cfg.q), _plain(cfg.p))
-        out = ud.design(target, n, eps, cfg.family, large_n, bool(cfg.refine_large_n),
-                        float(cfg.max_neg_gamma))
+        out = ud.design(_quantiles(cfg), **settings)
     elif kind == "types":
-        if cfg.open is None or cfg.closed is None:
-            raise ValueError("target=types needs open=... and closed=... (e.g. open=[1,1] closed=[0.25,0.25])")
-        targets = {side: ud.target_from_spec(_plain(cfg[side])) for side in ("open", "closed")}
-        out = ud.design_types(targets, n, eps, cfg.family, large_n, bool(cfg.refine_large_n),
-                              float(cfg.max_neg_gamma))
+        out = ud.design_types(_types(cfg), **settings)
     else:
-        if cfg.s is None or cfg.a is None:
-            raise ValueError("target=openness needs s=[...] and a=[...] (b=[...] optional)")
-        s, a = list(_plain(cfg.s)), _plain(cfg.a)
-        a = [a] * len(s) if isinstance(a, (int, float)) else list(a)
-        b = a if cfg.b is None else list(_plain(cfg.b))
-        if not len(s) == len(a) == len(b):
-            raise ValueError(f"s, a and b must have the same length, got {len(s)}, {len(a)}, {len(b)}")
-        out = ud.design_openness(s, [ud.beta_target(float(x), float(y)) for x, y in zip(a, b)], n, eps)
+        out = _openness(cfg, settings["n"], settings["eps"])
     out["target_kind"] = kind
     return out
 

@@ -25,9 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from rcollapse.config.checks import validate_config
 from rcollapse.config.resolvers import register_resolvers
 from rcollapse.runs.atomic_files import is_disk_full, write_json_atomic, write_text_atomic
+from rcollapse.runs.hydra_records import record_accepted_attempt
 from rcollapse.runs.interruption import RunInterrupted, interruption_signal, stop_on_signals
 from rcollapse.runs.resume_checks import check_resume
 from rcollapse.runs.run_cost import RunCost, cost_line
+from rcollapse.runs.run_extension import begin_extension
 from rcollapse.runs.run_lock import run_dir_lock
 from rcollapse.runs.training_run import wants_resume
 
@@ -145,14 +147,35 @@ def _outcome(cfg: DictConfig, output_dir: Path, err: BaseException) -> dict:
             **_job_ids()}
 
 
+def _completed_metrics(output_dir: Path) -> dict:
+    """The final metrics of the completed run in ``output_dir`` ({} when unreadable)."""
+    try:
+        return json.loads((output_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
-    """Check a resume, record the run as running, run the stage, record the outcome."""
-    check_resume(cfg, output_dir)  # before this attempt overwrites the run's config_resolved.yaml
+    """Check a resume, record the run as running, run the stage, record the outcome.
+
+    A completed run resumed with its own config has nothing to do: it is left as it is and its
+    metrics returned. A completed run resumed with new values (``resume_force``) is extended, its
+    records set aside first (:mod:`rcollapse.runs.run_extension`)."""
+    differences = check_resume(cfg, output_dir)  # before this attempt overwrites the run's records
     status_path = output_dir / "status.json"
     previous = _previous_status(status_path)
+    finished = wants_resume(cfg) and previous.get("status") == "completed"
+    if finished and not differences:
+        print(f"{output_dir} holds a completed run with this config: nothing to resume, its records left as they "
+              "are. To train it further, resume it with the new values and resume_force=true.", file=sys.stderr)
+        return _completed_metrics(output_dir)
+    extension = begin_extension(output_dir) if finished and leader else None
+    extras = {"superseded": extension.label} if extension else (
+        {"superseded": previous["superseded"]} if "superseded" in previous else {})
     if leader:
+        record_accepted_attempt(output_dir)
         write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **_job_ids()})
+        _write_json(status_path, {"status": "running", "stage": cfg.stage.name, **extras, **_job_ids()})
     try:
         with RunCost() as meter:  # wall time, peak memory, device; the trainers add their throughput
             L.seed_everything(cfg.seed, workers=True)
@@ -166,12 +189,13 @@ def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
     except BaseException as err:
         outcome = _outcome(cfg, output_dir, err)
         if leader:
-            if previous.get("status") == "completed" and wants_resume(cfg):
-                # a failed resume of a finished run leaves the run finished (its results stand)
+            if extension is not None and not extension.wrote_checkpoints():
+                # an extension that saved no training leaves the completed run as it was
+                extension.undo()
                 _record_status(status_path, {**previous, "last_resume_error": outcome.get("error", outcome["status"]),
                                              "last_resume_traceback": traceback.format_exc()})
             else:
-                _record_status(status_path, outcome)
+                _record_status(status_path, {**outcome, **extras})
         _finish_wandb(exit_code=1)
         if outcome["status"] == "interrupted":
             print(f"run interrupted by {outcome['signal']}; {outcome['resume']}", file=sys.stderr)
@@ -181,7 +205,7 @@ def _run_in_dir(cfg: DictConfig, output_dir: Path, leader: bool) -> dict:
     _finish_wandb(exit_code=0)
     if leader:
         _record_status(status_path, {"status": "completed", "stage": cfg.stage.name, "world_size": _world_size(),
-                                     **_job_ids()})
+                                     **extras, **_job_ids()})
         if cost:
             print(cost_line(cost))
     return metrics

@@ -80,6 +80,12 @@ def test_a_resumed_run_skips_the_finished_phase_one(ensemble_run, capsys):
                                                       weights_only=False)["state_dict"])  # frozen: left out
     before = json.loads((out / "metrics.json").read_text())
     normalisation = json.loads((out / "ensemble" / "ensemble.json").read_text())["normalisation"]
+    run(compose_config([*SMALL, f"resume={out}"], ensemble_run))  # completed: nothing to do (issue 26)
+    assert "nothing to resume" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text()) == before
+    # a run stopped after phase 2's last checkpoint resumes past phase 1 and ends as it did
+    status = json.loads((out / "status.json").read_text())
+    (out / "status.json").write_text(json.dumps({**status, "status": "interrupted"}))
     run(compose_config([*SMALL, f"resume={out}"], ensemble_run))
     assert "phase 1 already finished" in capsys.readouterr().out
     after = json.loads((out / "metrics.json").read_text())

@@ -168,7 +168,7 @@ def test_a_completed_run_whose_checkpoints_are_all_damaged_stays_completed(tmp_p
     for ckpt in (out / "checkpoints").glob("*.ckpt"):
         _truncate(ckpt)
     with pytest.raises(CheckpointUnreadableError, match=r"no intact checkpoint.*last\.ckpt"):
-        run(compose_config([*COMMON, f"resume={out}"], tmp_path))
+        run(compose_config([*COMMON, "stage.max_steps=12", f"resume={out}", "resume_force=true"], tmp_path))
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "completed" and "CheckpointUnreadableError" in status["last_resume_error"]
     assert (out / "csv" / "metrics.csv").read_bytes() == log_before
@@ -366,3 +366,61 @@ def test_a_status_that_does_not_fit_beside_the_old_one_overwrites_it_in_place(tm
     pipeline._record_status(status, {"status": "failed", "stage": "reward", "error": "OSError: disk full",
                                      "traceback": "a long traceback"})
     assert json.loads(status.read_text()) == {"status": "failed", "stage": "reward", "error": "OSError: disk full"}
+
+
+# ---- issue 26, item 3: an extended run resumes from its newest checkpoint ------------------------
+def test_of_last_ckpt_and_an_older_codes_last_v1_the_newest_is_resumed_from(tmp_path, caplog):
+    """Older code wrote ``last-v1.ckpt`` beside ``last.ckpt``; the one of the latest step is taken
+    (whatever the files' times say), with a warning naming both."""
+    from rcollapse.runs.checkpoint_files import recorded_step
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    torch.save({"global_step": 30, "state_dict": {"w": torch.zeros(10)}}, ckpts / "last-v1.ckpt")
+    torch.save({"global_step": 20, "state_dict": {"w": torch.zeros(10)}}, ckpts / "last.ckpt")
+    torch.save({"global_step": 18}, ckpts / "step000018.ckpt")
+    os.utime(ckpts / "last-v1.ckpt", (1, 1))  # older by its time: a copy without -p
+    assert recorded_step(ckpts / "last-v1.ckpt") == 30 and recorded_step(ckpts / "step000018.ckpt") == 18
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(ckpts) == ckpts / "last-v1.ckpt"
+    assert "last-v1.ckpt (step 30)" in caplog.text and "last.ckpt (step 20)" in caplog.text
+    torch.save({"global_step": 40}, ckpts / "last.ckpt")  # the resumed run's own last.ckpt, later
+    assert checkpoint_to_resume(ckpts) == ckpts / "last.ckpt"
+    _truncate(ckpts / "last.ckpt")  # a damaged newest one is named and set aside, not passed over silently
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(ckpts) == ckpts / "last-v1.ckpt"
+    assert (ckpts / "last.ckpt.damaged").exists() and "last.ckpt" in caplog.text
+
+
+def _train_rows(run_dir: Path) -> list[dict]:
+    import csv
+
+    with (run_dir / "csv" / "metrics.csv").open() as file:
+        return [row for row in csv.DictReader(file) if row.get("rm/train/loss")]
+
+
+def test_a_run_extended_twice_goes_on_from_each_extensions_end(tmp_path):
+    """A finished run of 7 steps, checkpointed every 3, extended to 11 steps checkpointed every 4
+    (``resume_force``: the callback's state is then not restored), then to 15. Before: the first
+    run's last.ckpt was of step 6, the first extension wrote ``last-v1.ckpt`` beside it (of step 8,
+    its last periodic one), and the second extension resumed from the stale ``last.ckpt``."""
+    from rcollapse.runs.checkpoint_files import recorded_step
+
+    base = [*COMMON, "stage.val_every_n_steps=3"]
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    run(compose_config([*base, "stage.max_steps=7"], tmp_path))
+    assert recorded_step(last) == 7
+    extension = [*base, "stage.checkpoint_every_n_steps=4", f"resume={out}", "resume_force=true"]
+    run(compose_config([*extension, "stage.max_steps=11"], tmp_path))
+    assert recorded_step(last) == 11
+    first_rows = _train_rows(out)
+    run(compose_config([*extension, "stage.max_steps=15"], tmp_path))
+    assert sorted(p.name for p in (out / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+    assert recorded_step(last) == 15
+    rows = _train_rows(out)
+    assert [int(r["step"]) for r in rows] == list(range(15))  # every step once
+    assert rows[:11] == first_rows  # the first extension's rows kept, not trained again
+    assert [e["step"] for e in _history(out)] == [3, 6, 9, 12, 15]
+    assert json.loads((out / "status.json").read_text())["status"] == "completed"

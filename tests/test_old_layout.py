@@ -86,10 +86,9 @@ def old_reward_run(tmp_path) -> Path:
 @pytest.mark.e2e
 def test_an_interrupted_run_of_the_old_layout_resumes_to_its_end(old_reward_run, tmp_path):
     assert json.loads((old_reward_run / "status.json").read_text())["status"] == "interrupted"
-    overrides = yaml.safe_load((old_reward_run / ".hydra" / "overrides.yaml").read_text())
+    # resume=DIR alone: run.py takes the run's own (old layout) overrides, in today's layout
     result = subprocess.run(
-        [sys.executable, "run.py", f"resume={old_reward_run}", *overrides,
-         f"paths.cache_dir={tmp_path / 'cache'}"],
+        [sys.executable, "run.py", f"resume={old_reward_run}", f"paths.cache_dir={tmp_path / 'cache'}"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"},
     )

@@ -112,3 +112,27 @@ def test_run_control_override_does_not_split_seeds(tmp_path, override, capsys):
     assert "4 run(s); swept: utility, seed; 4 completed" in out
     header = next(line for line in out.splitlines() if line.startswith("run "))
     assert header.split()[:4] == ["run", "utility", "seed", "status"]
+
+
+@pytest.mark.e2e
+def test_a_deleted_job_of_a_real_sweep_is_reported_missing(tmp_path):
+    """issue 26: ``run.py -m utility=x,log``, job 1's dir deleted: the report names job 1 and its
+    override (from the sweep's multirun.yaml), and counts it, instead of a quiet "1 run(s)"."""
+    import shutil
+
+    from tests.conftest import FAST_TRAINING
+
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "run.py", "-m", "utility=x,log", f"hydra.sweep.dir={sweep}",
+                           f"paths.cache_dir={tmp_path / 'cache'}", *FAST_TRAINING, "stage.max_steps=4",
+                           "stage.val_every_n_steps=2", "stage.checkpoint_every_n_steps=2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shutil.rmtree(sweep / "1")
+    report = subprocess.run([sys.executable, "-m", "rcollapse.report", str(sweep)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "1 of 2 jobs have a run dir; missing: 1" in report.stdout
+    assert "job 1 (utility=log): missing: no run dir" in report.stdout
+    csv = pd.read_csv(sweep / "report.csv")
+    assert csv.set_index("status").loc["missing", "utility"] == "log"

@@ -32,7 +32,7 @@ def test_resume_with_another_config_is_refused_listing_the_keys_and_force_allows
     with pytest.raises(ConfigError) as err:
         run(compose_config([*common, "utility=log", f"resume={out}"], tmp_path))
     message = str(err.value)
-    assert message.startswith(f"resume: the config differs from the interrupted run's in {out}")
+    assert message.startswith(f"resume: the config differs from the run's in {out}")
     assert "utility._target_: 'rcollapse.maths.utilities.LinearUtility' -> 'rcollapse.maths.utilities.LogUtility'" in message
     assert (out / "config_resolved.yaml").read_text() == before  # the run's record is untouched
     run(compose_config([*common, "utility=x", f"resume={out}"], tmp_path))  # the same config resumes

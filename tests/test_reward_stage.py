@@ -47,7 +47,8 @@ def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
     import torch
 
     assert torch.load(ckpt, weights_only=False)["global_step"] == 6
-    cfg = compose_config(["utility=x", *FAST_TRAINING, "stage.max_steps=9", "ckpt_path=last"], tmp_path)
+    cfg = compose_config(["utility=x", *FAST_TRAINING, "stage.max_steps=9", "ckpt_path=last", "resume_force=true"],
+                         tmp_path)
     run(cfg)
     assert torch.load(ckpt, weights_only=False)["global_step"] == 9
 

@@ -1,5 +1,5 @@
-"""One live run per run dir (issue 16, item 3), and a failed resume that leaves a finished run
-finished (item 4)."""
+"""One live run per run dir (issue 16, item 3), and a failed extension that leaves a finished run
+as it was (item 4; issue 26, item 5)."""
 
 import json
 import os
@@ -52,10 +52,12 @@ def test_the_pipeline_refuses_a_busy_dir_before_touching_its_records(tmp_path):
         sleeper.wait()
 
 
-def test_a_failed_resume_of_a_completed_run_leaves_it_completed(tmp_path, monkeypatch):
+def test_an_extension_of_a_completed_run_that_fails_before_training_leaves_it_as_it_was(tmp_path, monkeypatch):
     common = ["utility=x", *FAST_TRAINING]
     run(compose_config(common, tmp_path))
     out = tmp_path / "run"
+    records = {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
+               if p.is_file() and ".hydra" not in p.parts and p.name != "status.json"}
     from rcollapse.stages import reward_stage
 
     def broken(*args, **kwargs):
@@ -63,6 +65,10 @@ def test_a_failed_resume_of_a_completed_run_leaves_it_completed(tmp_path, monkey
 
     monkeypatch.setattr(reward_stage, "instantiate", broken)
     with pytest.raises(RuntimeError, match="disk gone"):
-        run(compose_config([*common, f"resume={out}"], tmp_path))
+        run(compose_config([*common, "stage.max_steps=9", f"resume={out}", "resume_force=true"], tmp_path))
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "completed" and status["last_resume_error"] == "RuntimeError: disk gone"
+    # its config, metrics and log back as they were; the set-aside copy removed (nothing in it was new)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
+            if p.is_file() and ".hydra" not in p.parts and p.name != "status.json"} == records
+    assert not (out / "superseded").exists()

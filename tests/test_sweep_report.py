@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from rcollapse.analysis.sweep_report import collect_runs, main, summarise, swept_params
+from tests.conftest import CONF
 
 
 def make_job(root, num, overrides, metrics=None, status=None):
@@ -212,3 +213,105 @@ def test_ppo_report_without_histories_draws_no_curve(tmp_path, capsys):
     assert main([str(tmp_path)]) == 0
     assert "Over-optimisation" not in capsys.readouterr().out
     assert not (tmp_path / "ppo_overoptimisation.csv").exists()
+
+
+# ---- the jobs a sweep should have (its multirun.yaml) against its run dirs (issue 26) ---------------
+
+BASIC = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def write_multirun(root, task, params=None, sweeper=BASIC, subdir="${hydra.job.num}"):
+    """The ``multirun.yaml`` Hydra writes into a sweep dir when the sweep starts (the keys read)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    config = {"hydra": {"sweep": {"dir": str(root), "subdir": subdir},
+                        "sweeper": {"_target_": sweeper, "max_batch_size": None, "params": params},
+                        "overrides": {"hydra": [f"hydra.sweep.dir={root}", "hydra.mode=MULTIRUN"], "task": task},
+                        "runtime": {"config_sources": [{"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
+                                                       {"path": str(CONF), "schema": "file", "provider": "main"}]}},
+              "seed": 0}
+    (root / "multirun.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def test_a_missing_job_is_listed_with_its_overrides_counted_and_in_report_csv(tmp_path, capsys):
+    root = write_multirun(tmp_path / "sweep", ["utility=x,log", "seed=range(2)", "stage.max_steps=10"])
+    for num, (utility, seed) in enumerate((("x", 0), ("x", 1), ("log", 0), ("log", 1))):
+        if num != 1:  # job 1 (utility=x, seed=1) was deleted
+            make_job(root, num, [f"utility={utility}", f"seed={seed}", "stage.max_steps=10"],
+                     fake_metrics(0.1 + num / 100), {"status": "completed"})
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"sweep {root}: 3 of 4 jobs have a run dir; missing: 1" in out
+    assert "3 run(s)" in out
+    missing = out.split("Missing jobs")[1]
+    assert "job 1 (utility=x, seed=1): missing: no run dir" in missing
+    assert "job 0" not in missing and "job 2" not in missing
+    df = pd.read_csv(root / "report.csv")
+    row = df[df["status"] == "missing"]
+    assert len(df) == 4 and len(row) == 1
+    assert row[["run_dir", "utility", "seed", "error"]].values.tolist() == [[str(root / "1"), "x", 1, "job 1: no run dir"]]
+
+
+def test_a_job_dir_without_overrides_is_missing_naming_the_file(tmp_path, capsys):
+    root = write_multirun(tmp_path, ["utility=x,log"])
+    make_job(root, 0, ["utility=x"], fake_metrics(0.1), {"status": "completed"})
+    (root / "1").mkdir()  # the dir is there, Hydra's record of the job is not
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 jobs have a run dir; missing: 1" in out
+    assert f"job 1 (utility=log): missing: {root / '1'} holds no .hydra/overrides.yaml" in out
+
+
+def test_expected_jobs_follow_hydra_s_basic_sweeper(tmp_path):
+    """sweeper params first, then the command line; glob over the group's options; range; choice."""
+    from rcollapse.analysis.sweep_jobs import expected_jobs
+
+    multirun = yaml.safe_load(write_multirun(tmp_path, ["+sweep=utility_seeds", "stage.module.x=choice(1,2)",
+                                                        "utility=glob(x*)"],
+                                             params={"seed": "range(0,2)"}).joinpath("multirun.yaml").read_text())
+    jobs, problem = expected_jobs(multirun)
+    assert problem == "" and len(jobs) == 2 * 2 * 3
+    assert jobs[0] == ["seed=0", "+sweep=utility_seeds", "stage.module.x=1", "utility=x"]
+    assert jobs[1] == ["seed=0", "+sweep=utility_seeds", "stage.module.x=1", "utility=x2"]
+    assert [job[-1] for job in jobs[:3]] == ["utility=x", "utility=x2", "utility=x_inv"]
+    assert jobs[-1] == ["seed=1", "+sweep=utility_seeds", "stage.module.x=2", "utility=x_inv"]
+
+
+@pytest.mark.parametrize(("sweeper", "task", "why"), [
+    ("hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper", ["utility=x"], "chooses its jobs as it runs"),
+    (BASIC, ["stage.lr=interval(0,1)"], "cannot be expanded"),
+])
+def test_other_sweepers_have_an_unknown_count(tmp_path, sweeper, task, why, capsys):
+    root = write_multirun(tmp_path, task, sweeper=sweeper)
+    make_job(root, 0, ["utility=x"], fake_metrics(0.1), {"status": "completed"})
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "1 job(s) have a run dir; expected count unknown" in out and why in out
+    assert "Missing jobs" not in out
+
+
+def test_a_custom_subdir_finds_jobs_by_their_hydra_yaml(tmp_path, capsys):
+    root = write_multirun(tmp_path, ["utility=x,log,x_inv"], subdir="${hydra.job.override_dirname}")
+    for num, utility in ((0, "x"), (2, "x_inv")):
+        job = make_job(root / "runs", f"utility={utility}", [f"utility={utility}"], fake_metrics(0.1),
+                       {"status": "completed"})
+        (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+    assert main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 jobs have a run dir; missing: 1" in out and "job 1 (utility=log): missing: no run dir" in out
+
+
+def test_all_jobs_missing_still_lists_them(tmp_path, capsys):
+    root = write_multirun(tmp_path, ["utility=x,log"])
+    assert main([str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "No runs found" in out and "job 0 (utility=x): missing" in out and "job 1 (utility=log): missing" in out
+
+
+def test_a_dir_without_multirun_yaml_is_reported_as_before(tmp_path, capsys):
+    make_sweep(tmp_path)
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "jobs have a run dir" not in out and "Missing jobs" not in out
+    assert "missing" not in set(pd.read_csv(tmp_path / "report.csv")["status"])

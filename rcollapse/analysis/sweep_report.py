@@ -8,9 +8,10 @@ are swept parameters).
 Prints one row per run (the swept parameters, status, chosen + default metrics), the seeds
 grouped as mean ± std when ``seed`` varies, what the runs cost (``cost/*`` of ``metrics.json``:
 mean wall time, peak memory, training throughput and the device(s), per setting or per run when
-only the seed varies), and the failed, unfinished and unreadable runs with
-their errors; writes ``report.csv`` (every column) and ``utility_comparison.png`` (open vs closed mean reward by rank
-from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting). For PPO runs, the
+only the seed varies), the failed, unfinished and unreadable runs with their errors, and the jobs a
+multirun's ``multirun.yaml`` names that have no run dir (:mod:`rcollapse.analysis.sweep_jobs`: their
+count, number and overrides); writes ``report.csv`` (every column; a row of status ``missing`` per
+missing job) and ``utility_comparison.png`` (open vs closed mean reward by rank from the ``rm/test/*_reward_rank{k}`` metrics, one panel per swept setting). For PPO runs, the
 arms' judge distribution (``ppo_summary.csv``, ``ppo_judge_distribution.png``), the risk
 comparison of the two arms at matched KL (``ppo_study.json``: share below the reference, worst
 10 %, variance ratio with its bootstrap interval, Levene's test, final-KL gap) and their
@@ -40,6 +41,7 @@ from rcollapse.analysis.ppo_report import (
     risk_comparison,
     write_risk_comparison,
 )
+from rcollapse.analysis.sweep_jobs import SweepJobs, check_sweeps, missing_job_rows
 from rcollapse.analysis.sweep_runs import collect_runs, summarise, swept_params
 from rcollapse.analysis.tables import fmt, format_table, is_missing
 
@@ -203,6 +205,25 @@ def print_runs(df: pd.DataFrame, params: list[str], metrics: list[str], roots: S
     print(format_table(["run", *params, "status", *slurm, *metrics], rows))
 
 
+def print_sweep_counts(sweeps: Sequence[SweepJobs]) -> None:
+    """Per multirun dir (one holding Hydra's ``multirun.yaml``): how many of its jobs have a run dir."""
+    for sweep in sweeps:
+        print(f"sweep {sweep.sweep_dir}: {sweep.summary()}")
+    if sweeps:
+        print()
+
+
+def print_missing_jobs(sweeps: Sequence[SweepJobs]) -> None:
+    """The jobs a sweep's ``multirun.yaml`` names that have no run dir: number, swept overrides, why."""
+    missing = [(sweep, job) for sweep in sweeps for job in sweep.missing]
+    if not missing:
+        return
+    print("\nMissing jobs (in the sweep's multirun.yaml, without a run dir: deleted, or never started; in no mean):")
+    for sweep, job in missing:
+        label = f" ({job.label})" if job.label else ""
+        print(f"  job {job.num}{label}: missing: {job.reason}  [sweep {sweep.sweep_dir}]")
+
+
 def print_seed_means(df: pd.DataFrame, params: list[str], metrics: list[str]) -> None:
     """Mean ± std over seeds of each setting, when the seed was swept."""
     if "seed" not in params:
@@ -333,9 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         return 2
     df = collect_runs(args.dirs)
+    sweeps = check_sweeps(args.dirs)  # the jobs each multirun dir should have: which are missing
     if df.empty:
         print(f"No runs found under {', '.join(args.dirs)} "
               "(looked for run dirs holding .hydra/overrides.yaml).")
+        print_missing_jobs(sweeps)
         return 2
 
     for m in args.metrics:
@@ -345,15 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = [m for m in wanted if m in df.columns]
     params = swept_params(df)
     roots = [Path(d) for d in args.dirs]
+    print_sweep_counts(sweeps)
     print_runs(df, params, metrics, roots)
     print_seed_means(df, params, metrics)
     print_costs(df, roots)
     print_problem_runs(df)
+    print_missing_jobs(sweeps)
 
     out = Path(args.out) if args.out else Path(args.dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "report.csv"
-    df.to_csv(csv_path, index=False)
+    missing = pd.DataFrame(missing_job_rows(sweeps))  # status "missing": a row per missing job
+    (pd.concat([df, missing], ignore_index=True) if not missing.empty else df).to_csv(csv_path, index=False)
     print(f"\nwrote {csv_path}")
     collapse_section(df, params, out)
     theory_section(df, out)

@@ -35,11 +35,14 @@ def _natural_key(text: str) -> list[tuple[int, int | str]]:
 
 
 def find_run_dirs(root) -> list[Path]:
-    """Dirs holding ``.hydra/overrides.yaml`` under ``root`` (``root`` itself included)."""
+    """Dirs holding ``.hydra/overrides.yaml`` under ``root`` (``root`` itself included), less the
+    completed runs an extension set aside (``<run dir>/superseded/<time>/``: the run they belong to
+    is reported once, as it is now)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = {p.parent.parent for p in root.rglob("overrides.yaml") if p.parent.name == ".hydra"}
+    found = {p.parent.parent for p in root.rglob("overrides.yaml")
+             if p.parent.name == ".hydra" and "superseded" not in p.relative_to(root).parts[:-3]}
     return sorted(found, key=lambda p: _natural_key(str(p)))
 
 
@@ -117,13 +120,18 @@ def _read_overrides(run_dir: Path) -> tuple[dict[str, str], str]:
         return {}, f"unreadable {OVERRIDES}: {_yaml_problem(err)}"
     if not isinstance(items, list):
         return {}, f"unreadable {OVERRIDES}: a {type(items).__name__}, not a list of overrides"
+    return parse_overrides(items), ""
+
+
+def parse_overrides(items: Iterable) -> dict[str, str]:
+    """``{key: value}`` of ``KEY=VALUE`` overrides (``+``/``~`` dropped) less the run-control ones."""
     overrides: dict[str, str] = {}
     for item in items:
         key, sep, value = str(item).partition("=")
         key = key.strip().lstrip("+~")
         if sep and not is_run_control(key):
             overrides[key] = value.strip()
-    return overrides, ""
+    return overrides
 
 
 def collect_runs(dirs: Iterable) -> pd.DataFrame:

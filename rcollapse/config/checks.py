@@ -1,14 +1,17 @@
 """Checks of a composed config that must fail before any training, naming the key.
 
-The generic checks live here (seed, step counts, batch sizes, the utility's shift); each stage owns
-its own checks and names them in its config (``stage.checks``: a ``_partial_`` function of the
-config), so this module imports no stage: ``rcollapse.stages.<stage>_checks``.
+The generic checks live here (every boolean key holds a boolean, seed, step counts, batch sizes, the
+utility's shift); each stage owns its own checks and names them in its config (``stage.checks``: a
+``_partial_`` function of the config), so this module imports no stage:
+``rcollapse.stages.<stage>_checks``.
 """
 
 from __future__ import annotations
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from rcollapse.config.boolean_keys import OR_VALUES, boolean_keys
 
 
 class ConfigError(ValueError):
@@ -28,10 +31,31 @@ def number(value) -> float | None:
     return float(value)
 
 
+_ABSENT = object()
+
+
+def check_booleans(cfg: DictConfig) -> None:
+    """Every key that takes a boolean in the shipped configs (:mod:`rcollapse.config.boolean_keys`)
+    holds ``true`` or ``false`` (or what :data:`~rcollapse.config.boolean_keys.OR_VALUES` allows it):
+    Hydra reads ``off``, ``no`` or ``abc`` as strings and ``0``/``1`` as integers, which the code
+    would take as true or false."""
+    for key in sorted(boolean_keys()):
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is _ABSENT or isinstance(value, bool):
+            continue
+        other = OR_VALUES.get(key)
+        if other is not None and other[1](value):
+            continue
+        choices = other[0] if other else "true or false"
+        raise ConfigError(f"{key}: must be {choices}, got {value!r} ({type(value).__name__}); "
+                          f"set {key}=true or {key}=false")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Every check of ``cfg``: the generic ones, then the stage's own (``stage.checks``)."""
     for group in ("stage", "paths"):
         require(group in cfg and cfg[group] is not None, group, "missing from the config")
+    check_booleans(cfg)  # before anything reads a switch: a string there is true
     require(isinstance(cfg.get("seed"), int), "seed", f"must be an integer, got {cfg.get('seed')!r}")
     stage = cfg.stage
     for key in ("max_steps", "val_every_n_steps", "checkpoint_every_n_steps"):

@@ -4,7 +4,9 @@ Two completions of one prompt that differ only after ``max_length`` tokens becom
 the reward model cannot order them, pair accuracy falls to 0 and the rewards of the row collapse
 for a reason that has nothing to do with the utility. :func:`check_truncation` counts the
 completions the cut shortens (a warning names how many), and refuses a row whose completions are
-identical after it, or identical as texts, naming the row and ``model.max_length``.
+identical after it (naming the row and ``model.max_length``), identical as tokens though not as
+texts (the tokenizer maps them to its unknown token, or normalises them alike), or identical as
+texts; the completions are numbered as the row lists them (before its ``ranking`` sorts them).
 
 The refusal is for a user's own file (``dataset=rankings_jsonl``): the project cannot know which
 row was meant. A task the project builds itself (the length task, the StackExchange task and their
@@ -73,28 +75,75 @@ class RowFit:
                 is_decoder_tokenizer(tok), self.max_length]
 
 
+def _shown(text: str, width: int = 60, tail: bool = False) -> str:
+    """``text`` quoted, its start (``tail``: its end) when it is longer than ``width``."""
+    if len(text) <= width:
+        return repr(text)
+    return "..." + repr(text[-width:]) if tail else repr(text[:width]) + "..."
+
+
+NUMBERED = "completions are numbered from 0 in the row's own order, as in its file"
+
+
+def _pair(row: RankingRow, first: int, second: int, tail: bool = False) -> tuple[str, str]:
+    """Two best-first completions of ``row``: "A and B" (their numbers in the row's own list) and
+    their texts (``tail``: their ends)."""
+    a, b = sorted((first, second), key=row.raw_position)
+    return (f"completions {row.raw_position(a)} and {row.raw_position(b)}",
+            f"{_shown(row.completions[a], tail=tail)} and {_shown(row.completions[b], tail=tail)}")
+
+
+def _duplicate_text(row: RankingRow, split: str) -> MalformedRowError | None:
+    seen: dict[str, int] = {}
+    for index, text in enumerate(row.completions):
+        if text in seen:
+            which, _ = _pair(row, seen[text], index)
+            return MalformedRowError(f"{row.name(split)}: {which} are the same text with different ranks "
+                                     f"({_shown(text)}); a ranking needs distinct completions ({NUMBERED})")
+        seen[text] = index
+    return None
+
+
+def _same_input(row: RankingRow, split: str, clash: tuple[int, int], full: list, tokenizer, max_length: int,
+                key: str) -> MalformedRowError:
+    """Why two different completions of ``row`` became one model input: the cut at ``max_length``
+    removed what told them apart, or the tokenizer gives them the same tokens (characters it maps to
+    its unknown token, or a normalisation)."""
+    which, texts = _pair(row, *clash, tail=full[clash[0]] != full[clash[1]])
+    if full[clash[0]] != full[clash[1]]:
+        return MalformedRowError(
+            f"{key}={max_length}: {row.name(split)}: {which} are identical after truncation to {max_length} tokens "
+            f"(they differ only after it, in their ends {texts}), so the reward model could not tell them apart; raise {key} or "
+            f"shorten the prompt ({NUMBERED})")
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None and unk in full[clash[0]]:
+        cause = (f"the tokenizer maps the characters where they differ to its unknown token "
+                 f"{getattr(tokenizer, 'unk_token', '')!r} (they are outside its vocabulary)")
+    else:
+        cause = "the tokenizer normalises what tells them apart (case, accents, spaces)"
+    return MalformedRowError(
+        f"{row.name(split)}: {which} differ as texts ({texts}) but their tokens are identical: {cause}, so the "
+        "reward model could not tell them apart; use a model whose tokenizer covers these texts (model=...), or "
+        f"rewrite the completions so that they differ in words it knows ({NUMBERED})")
+
+
 def check_truncation(splits: dict[str, list[RankingRow]], tokenizer, max_length: int,
                      key: str = MAX_LENGTH_KEY) -> dict[str, int]:
     """The number of truncated completions per split; raises :class:`MalformedRowError` for a row
-    with two identical completions (as texts, or as the model's inputs after the cut)."""
+    with two identical completions (as texts, as tokens, or as the model's inputs after the cut),
+    naming the completions as the row lists them."""
     counts = {}
     for split, rows in splits.items():
         truncated = 0
         for row in rows:
-            seen: dict[str, int] = {}
-            for index, text in enumerate(row.completions):
-                if text in seen:
-                    raise MalformedRowError(f"row {row.row_id} ({split}): completions {seen[text]} and {index} are the "
-                                            "same text with different ranks; a ranking needs distinct completions")
-                seen[text] = index
+            duplicate = _duplicate_text(row, split)
+            if duplicate is not None:
+                raise duplicate
             full, cut = _model_inputs(row, tokenizer, max_length)
             truncated += sum(len(ids) > max_length for ids in full)
             clash = _first_clash(cut)
             if clash is not None:
-                raise MalformedRowError(
-                    f"{key}={max_length}: row {row.row_id} ({split}): completions {clash[0]} and {clash[1]} are "
-                    f"identical after truncation to {max_length} tokens (they differ only after it), so the reward "
-                    f"model could not tell them apart; raise {key} or shorten the prompt")
+                raise _same_input(row, split, clash, full, tokenizer, max_length, key)
         counts[split] = truncated
     total = sum(counts.values())
     if total:

@@ -18,6 +18,7 @@ reward stage: rankings, ``R = sigmoid(f)``), ``hub`` and ``ensemble`` (Bradleyâ€
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rcollapse.runs.checkpoint_files import CheckpointUnreadableError, checkpoint_defect
 from rcollapse.runs.device import choose_device
 from rcollapse.runs.run_config import read_run_config
 
@@ -60,12 +62,40 @@ def score_with_reward_model(reward_model, tokenizer, max_length: int, rows, batc
     return out
 
 
+def _intact_neighbours(checkpoint: Path) -> list[Path]:
+    """The other checkpoints beside ``checkpoint`` (``*.ckpt``, the latest name first) that read whole."""
+    others = sorted((p for p in checkpoint.parent.glob("*.ckpt") if p != checkpoint), key=lambda p: p.name,
+                    reverse=True)
+    return [p for p in others if checkpoint_defect(p) is None]
+
+
+def damaged_checkpoint_error(checkpoint: Path, defect: str) -> CheckpointUnreadableError:
+    """What to say of a checkpoint diagnose cannot read: the file, what is wrong, and the cure (an
+    intact checkpoint beside it, by name, or retraining)."""
+    intact = _intact_neighbours(checkpoint)
+    if intact:
+        cure = (f"score an intact checkpoint of the same run instead: reward_model.checkpoint={intact[0]}"
+                + (f" (intact beside it: {', '.join(p.name for p in intact)})" if len(intact) > 1 else ""))
+    else:
+        cure = (f"no other intact checkpoint (*.ckpt) is in {checkpoint.parent}: retrain the reward model "
+                "(stage=reward), or pass reward_model.checkpoint=<an intact copy of the file>")
+    return CheckpointUnreadableError(
+        f"reward_model.checkpoint: {checkpoint} cannot be read: {defect} (the file is damaged: a write cut "
+        f"short, a full disk or an incomplete copy); {cure}")
+
+
 def _load_reward_weights(reward_model, checkpoint: Path) -> None:
     """Weights from a Lightning checkpoint of the reward stage (keys ``reward_model.*``) or a plain
-    state dict of the reward model."""
+    state dict of the reward model; a damaged file is refused before torch reads it."""
     if not checkpoint.is_file():
         raise FileNotFoundError(f"reward_model.checkpoint: no checkpoint file at {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    defect = checkpoint_defect(checkpoint)
+    if defect is not None:
+        raise damaged_checkpoint_error(checkpoint, defect)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise damaged_checkpoint_error(checkpoint, f"{type(err).__name__}: {str(err).splitlines()[0]}") from err
     state = state.get("state_dict", state)
     if any(k.startswith("reward_model.") for k in state):
         state = {k.removeprefix("reward_model."): v for k, v in state.items() if k.startswith("reward_model.")}

@@ -27,7 +27,7 @@ class FailFastCallback(Callback):
             return
         error = job_return._return_value
         num = OmegaConf.select(config, "hydra.job.num", default="?", throw_on_missing=False)
-        if config.get("fail_fast", False):
+        if config.get("fail_fast", False) is True:  # the config check refuses a non-boolean
             # Hydra catches every Exception raised by the task and by callbacks; SystemExit is not
             # one, so it ends the sweep here.
             raise SystemExit(f"fail_fast: job {num} failed: {type(error).__name__}: {error}")

@@ -9,7 +9,9 @@ may be used again.
 pipeline writes first): a mistyped path would otherwise train from scratch in a new dir. And a
 resumed run's config must be the interrupted run's, so that the dir is never relabelled: the
 differing keys are listed and the run refused, unless ``resume_force=true``. Keys that say where
-and how a run is resumed or logged, not what it computes, are not compared.
+and how a run is resumed or logged, not what it computes, are not compared, and paths inside the
+run dir follow it: a run dir moved or copied elsewhere resumes there (its log and checkpoint
+paths name the new place). ``ckpt_path=last`` is a resume of the run in this dir, with the same checks.
 """
 
 from __future__ import annotations
@@ -44,10 +46,30 @@ def flatten(tree, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def _moved_with_the_run_dir(before: dict, after: dict) -> dict:
+    """``before`` with every path inside its run dir (``paths.output_dir``) moved into ``after``'s:
+    a copied or moved run dir names its log and checkpoints in its new place, which is no change."""
+    old_dir = str((before.get("paths") or {}).get("output_dir") or "")
+    new_dir = str((after.get("paths") or {}).get("output_dir") or "")
+    if not old_dir or not new_dir or old_dir == new_dir:
+        return before
+
+    def moved(value):
+        if isinstance(value, dict):
+            return {key: moved(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [moved(item) for item in value]
+        if isinstance(value, str) and (value == old_dir or value.startswith(old_dir.rstrip("/") + "/")):
+            return new_dir + value[len(old_dir):]
+        return value
+
+    return moved(before)
+
+
 def config_differences(before: dict, after: dict) -> list[str]:
     """The keys whose values differ between two resolved configs (``a.b: old -> new``), the
-    :data:`IGNORED` ones left out."""
-    old, new = flatten(before), flatten(after)
+    :data:`IGNORED` ones left out and paths inside the run dir taken as following it."""
+    old, new = flatten(_moved_with_the_run_dir(before, after)), flatten(after)
     lines = []
     for key in sorted(set(old) | set(new)):
         if key.startswith(IGNORED):
@@ -67,33 +89,35 @@ def run_results(output_dir: Path) -> list[str]:
     return found
 
 
-def check_resume(cfg: DictConfig, output_dir: Path) -> None:
+def check_resume(cfg: DictConfig, output_dir: Path) -> list[str]:
     """Refuse a new run (no ``resume``) in a dir that holds a run's results, ``resume=<dir>`` without a run in
     it, and a resume whose config differs from the run's (``resume_force=true`` allows the
-    latter). ``resume=true`` in a dir without a run starts it (a requeued job's first attempt)."""
+    latter). ``resume=true`` in a dir without a run starts it (a requeued job's first attempt).
+    Returns the differences a forced resume goes on with ([] when the config is the run's)."""
     from rcollapse.runs.training_run import wants_resume
 
     previous = output_dir / "config_resolved.yaml"
     if not wants_resume(cfg):
         results = run_results(output_dir)
-        if results and cfg.get("ckpt_path") != "last":
+        if results:
             raise ConfigError(f"{output_dir} holds a run already ({', '.join(results)}): a new run there would "
                               f"overwrite its records. Resume it with resume={output_dir}, or start this run in "
                               "another dir (another hydra.run.dir / hydra.sweep.dir, or none for a new dated one)")
-        return
+        return []
     named = resume_dir(cfg)
     if not previous.exists():
         if named is not None:
             raise ConfigError(f"resume: {named} holds no run to resume (no config_resolved.yaml, which every run "
                               "writes first); check the path (a run dir such as outputs/runs/<date>/<time>, or a "
                               "multirun's job dir), or drop resume= to start a new run")
-        return
+        return []
     before = read_run_config(output_dir)  # a run written by an earlier layout reads as today's
     after = OmegaConf.to_container(cfg, resolve=True)
     differences = config_differences(before, after)
     if differences and not cfg.get("resume_force", False):
         shown = "\n  ".join(differences[:20]) + (f"\n  ... and {len(differences) - 20} more" if len(differences) > 20 else "")
-        raise ConfigError(f"resume: the config differs from the interrupted run's in {output_dir} "
-                          f"({len(differences)} key(s)):\n  {shown}\nResume with the run's own overrides "
-                          "(its .hydra/overrides.yaml before this attempt, or config_resolved.yaml), or pass "
-                          "resume_force=true to continue with the new values (the run dir then mixes two configs)")
+        raise ConfigError(f"resume: the config differs from the run's in {output_dir} "
+                          f"({len(differences)} key(s)):\n  {shown}\nresume={output_dir} alone continues the run "
+                          "as it was configured (its .hydra/overrides.yaml); pass resume_force=true to continue with "
+                          "the new values (a completed run's results are then kept in its superseded/ dir)")
+    return differences

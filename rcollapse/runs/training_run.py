@@ -16,6 +16,7 @@ from rcollapse.runs.checkpoint_files import (
     checkpoint_to_resume,
     verified_checkpoint,
 )
+from rcollapse.runs.checkpointed_metrics import CheckpointedMetrics
 from rcollapse.runs.interruption import CheckpointAndStopOnSignal
 from rcollapse.runs.run_cost import ThroughputMeter
 from rcollapse.runs.wandb_run_id import previous_wandb_run_id
@@ -43,6 +44,30 @@ def resuming_quietly(ckpt_path: str | None):
 
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite (the message says what to change and how to resume)."""
+
+
+def after_non_finite_loss(module) -> str:
+    """How a run whose loss became NaN or infinite goes on once the cause is changed: from the run's
+    latest checkpoint, named, when it wrote one (``resume=<run dir> resume_force=true``: the change
+    is a config difference a resume otherwise refuses); else it starts again, since nothing can be
+    resumed. ``module``: the LightningModule that met the loss, its trainer's checkpoint callbacks
+    telling where the run dir's checkpoints are."""
+    trainer = getattr(module, "_trainer", None)
+    dirs = [Path(cb.dirpath) for cb in getattr(trainer, "checkpoint_callbacks", None) or []
+            if getattr(cb, "dirpath", None)]
+    if not dirs:
+        return "then resume the run from its last checkpoint if it wrote one, or start it again"
+    run_dir = next((p for d in dirs for p in (d, *d.parents) if (p / "config_resolved.yaml").exists()), dirs[0].parent)
+    kept = run_dir / "checkpoints"
+    written = [p for p in kept.rglob("*") if p.suffix == ".ckpt" or p.name == "final.pt"] if kept.is_dir() else []
+    if written:
+        latest = max(written, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"))
+        return (f"then resume from the run's latest checkpoint, {latest}, with resume={run_dir} resume_force=true "
+                "(the change is a config difference, which a resume refuses without resume_force), or start the run "
+                "again in a new dir")
+    return (f"no checkpoint was written before the loss went non-finite (none in {kept}), so there is nothing to "
+            "resume: start the run again with the change, in a new dir (another hydra.run.dir, or none for a new "
+            "dated one)")
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -83,9 +108,12 @@ def build_trainer(cfg: DictConfig, callbacks: list, logger, **overrides) -> L.Tr
     """``cfg.trainer`` with the run's callbacks and loggers, checkpoints written whole or not at
     all (:class:`AtomicCheckpointIO`), and SIGTERM / Ctrl-C turned into a checkpoint and a stop
     at the end of the optimiser step (:class:`CheckpointAndStopOnSignal`), and the training
-    throughput measured for the run's ``cost/*`` metrics (:class:`rcollapse.runs.run_cost.ThroughputMeter`)."""
+    throughput measured for the run's ``cost/*`` metrics (:class:`rcollapse.runs.run_cost.ThroughputMeter`),
+    and each checkpoint carrying the metrics logged so far, for a resume at the last step
+    (:class:`rcollapse.runs.checkpointed_metrics.CheckpointedMetrics`: read the fit's metrics with
+    :func:`rcollapse.runs.checkpointed_metrics.metrics_after_fit`)."""
     return instantiate(cfg.trainer, logger=logger,
-                       callbacks=[*callbacks, ThroughputMeter(), CheckpointAndStopOnSignal()],
+                       callbacks=[*callbacks, ThroughputMeter(), CheckpointedMetrics(), CheckpointAndStopOnSignal()],
                        plugins=[AtomicCheckpointIO()], **overrides)
 
 
@@ -104,8 +132,9 @@ def resolve_ckpt_path(cfg: DictConfig, output_dir: Path, checkpoint_dir: str = "
 
 
 def wants_resume(cfg: DictConfig) -> bool:
-    """``resume`` is true or names a run dir."""
-    return cfg.get("resume") not in (None, False, "", "false")
+    """``resume`` is true or names a run dir, or ``ckpt_path=last`` (this dir's last checkpoint: a
+    resume, with a resume's checks and its log kept)."""
+    return cfg.get("resume") not in (None, False, "", "false") or cfg.get("ckpt_path") == "last"
 
 
 def final_metrics(*metric_dicts) -> dict[str, float]:

@@ -4,7 +4,9 @@ Paper Fig. 3 (final reward by rank, open vs closed, per evaluation split) and Fi
 profiles over training, one curve per validation). The validations' reward vectors travel in the
 checkpoint and ``reward_history.json`` is rewritten after each validation, so a resumed run's
 history and figure cover the whole run: the checkpoint at step N is taken before step N's
-validation, which a resume does not repeat; that one comes from the file.
+validation, which a resume does not repeat; that one comes from the file. A resume at the last
+step runs that validation after the fit (:mod:`rcollapse.runs.checkpointed_metrics`): the figure
+is drawn again with it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 
 from rcollapse.analysis.collapse_metrics import pooled_by_type
 from rcollapse.analysis.collapse_plots import plot_rewards_by_rank, plot_rewards_over_training
@@ -74,6 +77,14 @@ class CollapseFiguresCallback(L.Callback):
                          np.asarray(e["openness"], dtype=np.float64)) for e in state_dict.get("history", [])]
 
     def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._write_history(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:  # a validation after the fit: the one a resume at the last step ran
+            self._write_history(trainer)
+
+    def _write_history(self, trainer: L.Trainer) -> None:
+        """``figures/rewards_over_training.png`` and ``reward_history.json`` of the validations so far."""
         if not trainer.is_global_zero or not self.history:
             return
         path = plot_rewards_over_training(

@@ -54,6 +54,7 @@ from rcollapse.models.feature_cache import cached_pair_features, pair_features
 from rcollapse.models.reward_model import RewardModel
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
 from rcollapse.runs.checkpoint_files import checkpoint_callback
+from rcollapse.runs.checkpointed_metrics import metrics_after_fit
 from rcollapse.runs.device import choose_device
 from rcollapse.runs.training_run import (
     build_loggers,
@@ -241,7 +242,8 @@ def run_phase1(run: EnsembleRun, reward_model, datamodule, rebuild: Callable | N
                "ens/phase1/loss_ema": float(module.loss_ema),
                "ens/phase1/reached_threshold": float(stop.reached or (run.loss_threshold is not None
                                                                       and float(module.loss_ema) <= run.loss_threshold))}
-    summary.update({k: v for k, v in final_metrics(trainer.callback_metrics).items() if k.startswith("ens/val/")})
+    fit_metrics = final_metrics(metrics_after_fit(trainer, module, datamodule))  # also after a resume at the last step
+    summary.update({k: v for k, v in fit_metrics.items() if k.startswith("ens/val/")})
     summary = {k.replace("ens/val/", "ens/phase1/val_"): v for k, v in summary.items()}
     state = phase1_state_dict(trainer, module)
     if trainer.is_global_zero:
@@ -331,7 +333,7 @@ def run_phase2(run: EnsembleRun, reward_model, tokenizer, datamodule):
         print(f"resuming phase 2 from {ckpt}")
     with frozen_modules_in_eval_mode() if freeze else contextlib.nullcontext(), resuming_quietly(ckpt):
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
-    info.update(final_metrics(trainer.callback_metrics))
+    info.update(final_metrics(metrics_after_fit(trainer, module, data)))  # also after a resume at the last step
     info.update({"ens/phase2/steps": float(trainer.global_step), "ens/phase2/planned_steps": float(total),
                  "ens/phase2/steps_run": float(trainer.global_step), "ens/phase2/steps_planned": float(total),
                  "ens/phase2/global_batch": float(batch * trainer.world_size),

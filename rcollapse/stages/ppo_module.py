@@ -34,7 +34,7 @@ from rcollapse.maths.ppo_objective import (
 )
 from rcollapse.models.dropout import set_dropout
 from rcollapse.models.policy import position_ids_from_mask, response_logprobs
-from rcollapse.runs.training_run import NonFiniteLossError
+from rcollapse.runs.training_run import NonFiniteLossError, after_non_finite_loss
 
 
 class PPOSizeError(ValueError):
@@ -205,7 +205,7 @@ class VarianceKLPPOModule(L.LightningModule):
                 loss = pg_loss + h.vf_coef * vf_loss
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"PPO loss is {loss.item()} at step {self.global_step}; lower "
-                                             "stage.optimizer.lr or check the rewards; resume=true continues")
+                                             f"stage.optimizer.lr or check the rewards; {after_non_finite_loss(self)}")
                 optimizer.zero_grad()
                 self.manual_backward(loss)
                 self.clip_gradients(optimizer, gradient_clip_val=h.max_grad_norm, gradient_clip_algorithm="norm")

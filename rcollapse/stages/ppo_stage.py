@@ -47,6 +47,7 @@ from rcollapse.models.policy import PolicyWithValueHead, frozen_reference
 from rcollapse.models.sft_warmup import sft_warmup
 from rcollapse.runs.atomic_files import atomic_writer, write_json_atomic
 from rcollapse.runs.checkpoint_files import checkpoint_callback
+from rcollapse.runs.checkpointed_metrics import metrics_after_fit
 from rcollapse.runs.device import choose_device
 from rcollapse.runs.training_run import (
     build_loggers,
@@ -204,7 +205,7 @@ def train(trainer, module, datamodule, ckpt: str | None) -> dict[str, float]:
         print(f"resuming from {ckpt}")
     with frozen_modules_in_eval_mode(), resuming_quietly(ckpt):  # the frozen reference policy
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    return final_metrics(trainer.callback_metrics)
+    return final_metrics(metrics_after_fit(trainer, module, datamodule))  # also after a resume at the last step
 
 
 @dataclass(frozen=True)

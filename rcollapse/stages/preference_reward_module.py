@@ -27,7 +27,7 @@ import torch
 from rcollapse.maths.preference_objective import bradley_terry_loss_per_head, pair_wins
 from rcollapse.models.dropout import set_dropout
 from rcollapse.models.reward_model import RewardModel
-from rcollapse.runs.training_run import NonFiniteLossError
+from rcollapse.runs.training_run import NonFiniteLossError, after_non_finite_loss
 
 
 class PreferenceRewardModule(L.LightningModule):
@@ -92,7 +92,7 @@ class PreferenceRewardModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"ensemble training loss is {loss.item()} at step {self.global_step}; lower the learning rate "
-                "(model.lr / stage.ensemble.head_lr) or check the data; resume=true continues from the last checkpoint")
+                f"(model.lr / stage.ensemble.head_lr) or check the data; {after_non_finite_loss(self)}")
         mean_head = float(per_head.detach().mean())
         ema = float(self.loss_ema)
         self.loss_ema.fill_(mean_head if math.isnan(ema) else self.loss_ema_decay * ema + (1 - self.loss_ema_decay) * mean_head)

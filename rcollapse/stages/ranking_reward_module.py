@@ -18,7 +18,7 @@ from rcollapse.analysis.collapse_metrics import collapse_metrics, wasserstein1
 from rcollapse.maths.ranking_objective import pad_groups, pair_accuracy, ranking_loss
 from rcollapse.maths.theory import solve_collapse
 from rcollapse.models.dropout import set_dropout
-from rcollapse.runs.training_run import NonFiniteLossError
+from rcollapse.runs.training_run import NonFiniteLossError, after_non_finite_loss
 
 
 class RankingRewardModule(L.LightningModule):
@@ -63,8 +63,8 @@ class RankingRewardModule(L.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"rm/train/loss is {loss.item()} at global step {self.global_step} "
-                f"(batch of rows {batch['row_ids']}). The last checkpoint is in the run's "
-                f"checkpoints/ folder; lower model.lr, check these rows, or raise utility.eps."
+                f"(batch of rows {batch['row_ids']}). Lower model.lr, check these rows, or raise utility.eps; "
+                f"{after_non_finite_loss(self)}"
             )
         batch_size = rewards.size(0)
         self.log("rm/train/loss", loss, prog_bar=True, batch_size=batch_size)

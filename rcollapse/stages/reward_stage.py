@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from rcollapse.config.resolvers import config_choice
 from rcollapse.runs.checkpoint_files import checkpoint_callback
+from rcollapse.runs.checkpointed_metrics import metrics_after_fit
 from rcollapse.runs.training_run import (
     build_loggers,
     build_trainer,
@@ -48,7 +49,7 @@ def run_reward_stage(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
         print(f"resuming from {ckpt_path}")
     with resuming_quietly(ckpt_path):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    fit_metrics = dict(trainer.callback_metrics)
+    fit_metrics = metrics_after_fit(trainer, module, datamodule)  # also after a resume at the last step
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = final_metrics(fit_metrics, trainer.callback_metrics)
     # completions model.max_length cut (check_truncation warned when any were)
