@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rcollapse.config.checks import ConfigError
+from rcollapse.config.resolvers import run_dir_for
 from rcollapse.runs.run_config import read_run_config
 
 # not part of what a run computes: how it is resumed, where its caches are, how it is logged
@@ -30,10 +31,7 @@ IGNORED = ("resume", "resume_force", "ckpt_path", "fail_fast", "paths.", "hydra.
 
 def resume_dir(cfg: DictConfig) -> str | None:
     """The run dir ``resume=<dir>`` names, or None (``resume`` false or true)."""
-    value = cfg.get("resume")
-    if isinstance(value, str) and value.strip().lower() not in ("", "true", "false", "null", "none"):
-        return value
-    return None
+    return run_dir_for(cfg.get("resume"), None)
 
 
 def flatten(tree, prefix: str = "") -> dict[str, object]:

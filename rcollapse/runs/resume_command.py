@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from rcollapse.config.migration import current_overrides
+from rcollapse.config.resolvers import run_dir_for
 
 # what says how this attempt runs, not what the run computes: never taken from the run
 RUN_CONTROL_KEYS = ("resume", "resume_force", "ckpt_path", "fail_fast")
@@ -48,10 +49,9 @@ def _value(args: list[str], key: str) -> str | None:
 
 
 def named_run_dir(value: str | None) -> str | None:
-    """The run dir a ``resume`` value names (None for true / false / absent)."""
-    if value is None or value.strip().lower() in ("", "true", "false", "null", "none"):
-        return None
-    return value
+    """The run dir a ``resume`` value names (None for true / false / absent): the rule of
+    ``hydra.run.dir``'s resolver, :func:`rcollapse.config.resolvers.run_dir_for`."""
+    return run_dir_for(value, None)
 
 
 def _same_dir(a: str, b: str) -> bool:
